@@ -1,0 +1,136 @@
+"""Composition root: builds store, channels, engine, scheduler and web server; starts, stops."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from email.utils import parseaddr
+
+from aiohttp import web
+
+from bot.channels.base import Channel
+from bot.channels.console import ConsoleChannel
+from bot.channels.mail import MaildirChannel, ensure_maildir
+from bot.clock import Clock, SystemClock
+from bot.config import Settings, ensure_secret_key
+from bot.engine import Engine
+from bot.errors import ConfigError, TokenExpired
+from bot.links import LinkClaim, LinkSigner
+from bot.render import Renderer, default_renderer
+from bot.scheduler import Scheduler
+from bot.store.db import Database, head_revision
+from workflows import build_registry
+
+log = logging.getLogger("cordee.app")
+
+MANAGE_LINK_LIFETIME = timedelta(days=366)
+
+
+@dataclass
+class App:
+    settings: Settings
+    db: Database
+    engine: Engine
+    links: LinkSigner
+    renderer: Renderer
+    channels: Mapping[str, Channel]
+    scheduler: Scheduler
+    runners: list[web.AppRunner] = field(default_factory=list)
+
+    def link_lifetime(self, action: str) -> timedelta:
+        """Decision links live as long as the request; the manage link much longer."""
+        if action == "manage":
+            return MANAGE_LINK_LIFETIME
+        return timedelta(days=self.settings.access_request_expiry_days)
+
+    def verify_link(self, token: str) -> LinkClaim:
+        """Check a link's signature, then its age against the lifetime of its action."""
+        claim = self.links.verify(token, MANAGE_LINK_LIFETIME)
+        if self.engine.clock.now() - claim.issued_at > self.link_lifetime(claim.action):
+            raise TokenExpired("lien expiré")
+        return claim
+
+    def check_database(self) -> None:
+        current, head = self.db.current_revision(), head_revision()
+        if current != head:
+            raise ConfigError(
+                "La base de données n'est pas à jour "
+                f"(version {current or 'vide'}, attendue {head}) : lancez `cordee db upgrade`."
+            )
+
+    async def serve(self, host: str | None = None, port: int | None = None) -> str:
+        """Start the web server and the scheduler; return the base URL actually listened on."""
+        from bot.web.app import make_web_app
+
+        runner = web.AppRunner(make_web_app(self), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(
+            runner,
+            host or self.settings.host,
+            self.settings.port if port is None else port,
+        )
+        await site.start()
+        self.runners.append(runner)
+        for channel in self.channels.values():
+            await channel.start(self._ignore_inbound)
+        self.scheduler.start()
+        sockets = runner.addresses
+        bound_host, bound_port = sockets[0][0], sockets[0][1]
+        return f"http://{bound_host}:{bound_port}"
+
+    async def _ignore_inbound(self, _inbound: object) -> None:
+        return None
+
+    async def close(self) -> None:
+        self.scheduler.stop()
+        for channel in self.channels.values():
+            await channel.stop()
+        for runner in self.runners:
+            await runner.cleanup()
+        self.runners.clear()
+        self.db.dispose()
+
+
+def build_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    channels: Mapping[str, Channel] | None = None,
+) -> App:
+    settings = ensure_secret_key(settings)
+    assert settings.secret_key is not None  # noqa: S101 - ensured just above
+    db = Database(settings.effective_database_url)
+    renderer = default_renderer()
+    links = LinkSigner(settings.secret_key.get_secret_value(), settings.effective_public_url)
+    if channels is None:
+        ensure_maildir(settings.effective_outbox_dir)
+        ensure_maildir(settings.effective_inbox_dir)
+        channels = {
+            "mail": MaildirChannel(settings.effective_outbox_dir, settings.mail_from),
+            "staff": ConsoleChannel(),
+        }
+    engine = Engine(
+        db=db,
+        workflows=build_registry(settings),
+        renderer=renderer,
+        links=links,
+        channels=channels,
+        clock=clock or SystemClock(),
+        message_domain=_domain_of(settings.mail_from),
+    )
+    return App(
+        settings=settings,
+        db=db,
+        engine=engine,
+        links=links,
+        renderer=renderer,
+        channels=channels,
+        scheduler=Scheduler(engine, settings.tick_seconds),
+    )
+
+
+def _domain_of(mail_from: str) -> str:
+    address = parseaddr(mail_from)[1]
+    return address.rpartition("@")[2] or "cordee.localhost"

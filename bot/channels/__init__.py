@@ -1,0 +1,1 @@
+"""Channels: adapters translating between Cordée's Outbound/Inbound and mail, console, Slack."""

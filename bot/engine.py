@@ -1,0 +1,502 @@
+"""The engine: load, pure step, persist state + audit trail + outbox in one transaction, deliver."""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bot.channels.base import Channel
+from bot.channels.mail import new_message_id
+from bot.clock import Clock
+from bot.errors import (
+    ChannelUnavailable,
+    Conflict,
+    CordeeError,
+    DeliveryFailed,
+    InvalidTransition,
+    NotFound,
+)
+from bot.events import HistoryEntry, InstanceView, Outbound, Outcome
+from bot.fsm import Effect, Role, Send, SetSharing, Workflow, next_timer, step
+from bot.links import LinkSigner
+from bot.render import Renderer
+from bot.store.db import Database
+from bot.store.models import (
+    Certifier,
+    Contact,
+    OutboxMessage,
+    PartnershipCertification,
+    TransitionLog,
+    WorkflowInstance,
+)
+
+log = logging.getLogger("cordee.engine")
+
+REFERENCE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
+DELIVERY_LEASE = timedelta(minutes=5)
+MAX_DELIVERY_ATTEMPTS = 12
+DELIVERY_BATCH = 100
+
+
+@dataclass(frozen=True)
+class StartSpec:
+    """What a workflow instance starts with, computed inside the starting transaction."""
+
+    certifier_id: int
+    data: dict[str, Any]
+    partnership_id: int | None = None
+    # At most one live instance per key (e.g. one open access request per partnership).
+    active_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Recipient:
+    channel: str
+    address: str
+    language: str
+    name: str
+
+
+class Engine:
+    def __init__(
+        self,
+        db: Database,
+        workflows: Mapping[str, Workflow],
+        renderer: Renderer,
+        links: LinkSigner,
+        channels: Mapping[str, Channel],
+        clock: Clock,
+        message_domain: str,
+    ) -> None:
+        self.db = db
+        self.workflows = workflows
+        self.renderer = renderer
+        self.links = links
+        self.channels = channels
+        self.clock = clock
+        self.message_domain = message_domain
+
+    def workflow(self, name: str) -> Workflow:
+        try:
+            return self.workflows[name]
+        except KeyError:
+            raise NotFound(f"workflow inconnu « {name} »") from None
+
+    # ----------------------------------------------------------------- commands
+
+    async def start(
+        self, workflow: str, prepare: Callable[[Session], StartSpec], actor: str
+    ) -> InstanceView:
+        definition = self.workflow(workflow)
+        view = await self.db.run(lambda s: self._start_tx(s, definition, prepare, actor))
+        await self.deliver()
+        return view
+
+    async def fire(
+        self, public_id: str, event: str, *, actor: str, certifier_id: int | None = None
+    ) -> Outcome:
+        """Apply a person's event. Raises InvalidTransition when the instance has moved on."""
+        outcome = await self.db.run(
+            lambda s: self._fire_tx(s, public_id, event, actor, certifier_id, None)
+        )
+        await self.deliver()
+        return outcome
+
+    async def tick(self, now: datetime | None = None) -> int:
+        """Fire every due timer, then deliver. Returns the number of timers fired."""
+        instant = now or self.clock.now()
+        due = await self.db.run(lambda s: self._due_instances(s, instant))
+        fired = 0
+        for public_id in due:
+            try:
+                await self.db.run(partial(self._timer_tx, public_id=public_id, now=instant))
+                fired += 1
+            except CordeeError as error:
+                log.warning("timer of instance %s failed: %s", public_id, error)
+                await self.db.run(partial(self._record_error, public_id=public_id, error=error))
+        await self.deliver(instant)
+        return fired
+
+    async def deliver(self, now: datetime | None = None) -> int:
+        """Send what the outbox holds and is due; returns how many were delivered."""
+        delivered = 0
+        while True:
+            instant = now or self.clock.now()
+            batch = await self.db.run(partial(self._claim_due, now=instant))
+            for message_id, outbound in batch:
+                delivered += await self._deliver_one(message_id, outbound)
+            if len(batch) < DELIVERY_BATCH:
+                return delivered
+
+    async def view(
+        self, public_id: str, *, certifier_id: int | None = None, history: bool = False
+    ) -> InstanceView:
+        return await self.db.run(lambda s: self.view_in(s, public_id, certifier_id, history))
+
+    # ------------------------------------------------------------ transactions
+
+    def _start_tx(
+        self,
+        session: Session,
+        workflow: Workflow,
+        prepare: Callable[[Session], StartSpec],
+        actor: str,
+    ) -> InstanceView:
+        spec = prepare(session)
+        now = self.clock.now()
+        instance = WorkflowInstance(
+            public_id=self._new_reference(session, workflow),
+            workflow=workflow.name,
+            certifier_id=spec.certifier_id,
+            partnership_id=spec.partnership_id,
+            state=workflow.initial,
+            active_key=spec.active_key,
+            data=spec.data,
+            state_entered_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+        self._schedule(workflow, instance, after=None)
+        session.add(instance)
+        try:
+            session.flush()
+        except IntegrityError as error:
+            raise Conflict("une demande est déjà en cours pour ce partenariat") from error
+        entry = self._log(session, instance, None, "start", actor, now)
+        self._apply(session, workflow, instance, workflow.start_effects, entry, now)
+        return self._to_view(session, instance, history=False)
+
+    def _fire_tx(
+        self,
+        session: Session,
+        public_id: str,
+        event: str,
+        actor: str,
+        certifier_id: int | None,
+        now: datetime | None,
+    ) -> Outcome:
+        instance = self._load(session, public_id, certifier_id, lock=True)
+        workflow = self.workflow(instance.workflow)
+        instant = now or self.clock.now()
+        previous = instance.state
+        result = step(workflow, instance.state, event, instance.data)
+        instance.state = result.target
+        instance.updated_at = instant
+        instance.last_error = None
+        if result.target != previous:
+            instance.state_entered_at = instant
+            self._schedule(workflow, instance, after=None)
+        else:
+            self._schedule(workflow, instance, after=instant)
+        if result.target in workflow.terminal:
+            instance.active_key = None
+        entry = self._log(session, instance, previous, event, actor, instant)
+        self._apply(session, workflow, instance, result.effects, entry, instant)
+        session.flush()
+        return Outcome(self._to_view(session, instance, history=False), previous, True)
+
+    def _timer_tx(self, session: Session, public_id: str, now: datetime) -> None:
+        instance = self._load(session, public_id, None, lock=True)
+        if instance.due_at is None or instance.due_at > now:
+            return  # another worker fired it, or it was rescheduled meanwhile
+        workflow = self.workflow(instance.workflow)
+        # After a long stop, only the latest overdue timer fires: no reminder after expiry.
+        overdue = [
+            (instance.state_entered_at + timer.after, timer.event)
+            for timer in workflow.timers
+            if timer.state == instance.state and instance.state_entered_at + timer.after <= now
+        ]
+        if not overdue:
+            self._schedule(workflow, instance, after=now)
+            return
+        _, event = max(overdue)
+        self._fire_tx(session, public_id, event, "timer", None, now)
+
+    def _due_instances(self, session: Session, now: datetime) -> list[str]:
+        query = (
+            select(WorkflowInstance.public_id)
+            .where(WorkflowInstance.due_at.is_not(None), WorkflowInstance.due_at <= now)
+            .order_by(WorkflowInstance.due_at)
+            .limit(1000)
+        )
+        return list(session.scalars(query))
+
+    def _record_error(self, session: Session, public_id: str, error: Exception) -> None:
+        session.execute(
+            update(WorkflowInstance)
+            .where(WorkflowInstance.public_id == public_id)
+            .values(last_error=str(error)[:2000], due_at=None)
+        )
+
+    # ---------------------------------------------------------------- helpers
+
+    def _load(
+        self, session: Session, public_id: str, certifier_id: int | None, *, lock: bool
+    ) -> WorkflowInstance:
+        query = select(WorkflowInstance).where(WorkflowInstance.public_id == public_id)
+        if certifier_id is not None:
+            query = query.where(WorkflowInstance.certifier_id == certifier_id)
+        if lock:
+            query = query.with_for_update()
+        instance = session.scalars(query).one_or_none()
+        if instance is None:
+            raise NotFound(f"demande « {public_id} » introuvable")
+        return instance
+
+    def _new_reference(self, session: Session, workflow: Workflow) -> str:
+        while True:
+            code = "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(10))
+            reference = f"{workflow.reference_prefix}-{code}"
+            exists = session.scalar(
+                select(WorkflowInstance.id).where(WorkflowInstance.public_id == reference)
+            )
+            if exists is None:
+                return reference
+
+    def _schedule(
+        self, workflow: Workflow, instance: WorkflowInstance, *, after: datetime | None
+    ) -> None:
+        upcoming = next_timer(workflow, instance.state, instance.state_entered_at, after)
+        instance.due_at, instance.due_event = upcoming if upcoming else (None, None)
+
+    def _log(
+        self,
+        session: Session,
+        instance: WorkflowInstance,
+        previous: str | None,
+        event: str,
+        actor: str,
+        now: datetime,
+    ) -> TransitionLog:
+        entry = TransitionLog(
+            instance_id=instance.id,
+            at=now,
+            from_state=previous,
+            event=event,
+            to_state=instance.state,
+            actor=actor,
+        )
+        session.add(entry)
+        session.flush()
+        return entry
+
+    def _apply(
+        self,
+        session: Session,
+        workflow: Workflow,
+        instance: WorkflowInstance,
+        effects: tuple[Effect, ...],
+        entry: TransitionLog,
+        now: datetime,
+    ) -> None:
+        for index, effect in enumerate(effects):
+            if isinstance(effect, SetSharing):
+                self._set_sharing(session, instance, effect.enabled, now)
+            elif isinstance(effect, Send):
+                key = f"{instance.public_id}:{entry.id}:{index}"
+                self._enqueue(session, workflow, instance, effect, key, now)
+
+    def _set_sharing(
+        self, session: Session, instance: WorkflowInstance, enabled: bool, now: datetime
+    ) -> None:
+        certification_ids = [int(i) for i in instance.data.get("certification_ids", [])]
+        if instance.partnership_id is None or not certification_ids:
+            return
+        session.execute(
+            update(PartnershipCertification)
+            .where(
+                PartnershipCertification.partnership_id == instance.partnership_id,
+                PartnershipCertification.certification_id.in_(certification_ids),
+            )
+            .values(sharing_enabled=enabled, sharing_changed_at=now)
+        )
+
+    def _recipient(self, session: Session, instance: WorkflowInstance, role: Role) -> Recipient:
+        if role is Role.PARTNER_CONTACT:
+            contact = session.get(Contact, int(instance.data["contact_id"]))
+            if contact is None:
+                raise NotFound("le contact de l'organisme n'existe plus")
+            return Recipient("mail", contact.email, contact.language, contact.name)
+        certifier = session.get(Certifier, instance.certifier_id)
+        if certifier is None:
+            raise NotFound("certificateur introuvable")
+        return Recipient("staff", str(certifier.id), certifier.language, certifier.name)
+
+    def message_context(
+        self, workflow: Workflow, instance: WorkflowInstance, recipient_name: str, now: datetime
+    ) -> dict[str, Any]:
+        deadlines = [t.after for t in workflow.timers if t.state == instance.state]
+        return {
+            "reference": instance.public_id,
+            "state": instance.state,
+            "data": instance.data,
+            "recipient_name": recipient_name,
+            "links": {
+                action: self.links.url(workflow.name, instance.public_id, action)
+                for action in workflow.link_actions
+            },
+            "created_at": instance.created_at,
+            "deadline": instance.state_entered_at + max(deadlines) if deadlines else None,
+            "now": now,
+            "public_url": self.links.public_url,
+        }
+
+    def _enqueue(
+        self,
+        session: Session,
+        workflow: Workflow,
+        instance: WorkflowInstance,
+        effect: Send,
+        key: str,
+        now: datetime,
+    ) -> None:
+        recipient = self._recipient(session, instance, effect.to)
+        context = self.message_context(workflow, instance, recipient.name, now)
+        rendered = self.renderer.message(effect.template, recipient.language, context)
+        session.add(
+            OutboxMessage(
+                idempotency_key=key,
+                certifier_id=instance.certifier_id,
+                instance_id=instance.id,
+                channel=recipient.channel,
+                role=effect.to.value,
+                recipient=recipient.address,
+                template=effect.template,
+                language=recipient.language,
+                subject=rendered.subject,
+                body_text=rendered.text,
+                body_html=rendered.html,
+                message_id=new_message_id(self.message_domain),
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
+
+    def _claim_due(self, session: Session, now: datetime) -> list[tuple[int, Outbound]]:
+        query = (
+            select(OutboxMessage)
+            .where(
+                or_(OutboxMessage.status == "pending", OutboxMessage.status == "sending"),
+                OutboxMessage.next_attempt_at <= now,
+            )
+            .order_by(OutboxMessage.id)
+            .limit(DELIVERY_BATCH)
+            .with_for_update(skip_locked=True)
+        )
+        claimed = []
+        for row in session.scalars(query):
+            row.status = "sending"
+            row.next_attempt_at = now + DELIVERY_LEASE
+            claimed.append((row.id, _outbound(row)))
+        return claimed
+
+    async def _deliver_one(self, message_id: int, outbound: Outbound) -> int:
+        channel = self.channels.get(outbound.channel)
+        try:
+            if channel is None:
+                raise DeliveryFailed(f"aucun canal « {outbound.channel} » n'est configuré")
+            await channel.send(outbound)
+        except ChannelUnavailable as error:
+            reason = str(error)
+            log.warning("outbox %s: channel unavailable, will retry: %s", message_id, reason)
+            await self.db.run(lambda s: self._mark_retry(s, message_id, reason))
+            return 0
+        except DeliveryFailed as error:
+            reason = str(error)
+            log.error("outbox %s: delivery failed for good: %s", message_id, reason)
+            await self.db.run(lambda s: self._mark(s, message_id, "failed", reason))
+            return 0
+        await self.db.run(lambda s: self._mark(s, message_id, "sent", None))
+        return 1
+
+    def _mark(self, session: Session, message_id: int, status: str, error: str | None) -> None:
+        row = session.get(OutboxMessage, message_id)
+        if row is None:
+            return
+        row.status = status
+        row.attempts += 1
+        row.last_error = error
+        if status == "sent":
+            row.sent_at = self.clock.now()
+
+    def _mark_retry(self, session: Session, message_id: int, error: str) -> None:
+        row = session.get(OutboxMessage, message_id)
+        if row is None:
+            return
+        row.attempts += 1
+        row.last_error = error[:2000]
+        if row.attempts >= MAX_DELIVERY_ATTEMPTS:
+            row.status = "failed"
+            return
+        row.status = "pending"
+        backoff = min(30 * 2 ** (row.attempts - 1), 3600)
+        jitter = random.uniform(0, backoff / 4)  # noqa: S311 - spreading retries, not security
+        row.next_attempt_at = self.clock.now() + timedelta(seconds=backoff + jitter)
+
+    # ------------------------------------------------------------------ views
+
+    def view_in(
+        self, session: Session, public_id: str, certifier_id: int | None, history: bool
+    ) -> InstanceView:
+        instance = self._load(session, public_id, certifier_id, lock=False)
+        return self._to_view(session, instance, history=history)
+
+    def _to_view(
+        self, session: Session, instance: WorkflowInstance, *, history: bool
+    ) -> InstanceView:
+        workflow = self.workflow(instance.workflow)
+        entries: tuple[HistoryEntry, ...] = ()
+        if history:
+            rows = session.scalars(
+                select(TransitionLog)
+                .where(TransitionLog.instance_id == instance.id)
+                .order_by(TransitionLog.id)
+            )
+            entries = tuple(
+                HistoryEntry(r.at, r.from_state, r.event, r.to_state, r.actor) for r in rows
+            )
+        return InstanceView(
+            id=instance.id,
+            public_id=instance.public_id,
+            workflow=instance.workflow,
+            certifier_id=instance.certifier_id,
+            partnership_id=instance.partnership_id,
+            state=instance.state,
+            data=dict(instance.data),
+            created_at=instance.created_at,
+            state_entered_at=instance.state_entered_at,
+            due_at=instance.due_at,
+            due_event=instance.due_event,
+            terminal=instance.state in workflow.terminal,
+            history=entries,
+        )
+
+
+def _outbound(row: OutboxMessage) -> Outbound:
+    return Outbound(
+        channel=row.channel,
+        recipient=row.recipient,
+        language=row.language,
+        subject=row.subject,
+        text=row.body_text,
+        html=row.body_html,
+        message_id=row.message_id,
+        idempotency_key=row.idempotency_key,
+        certifier_id=row.certifier_id,
+        created_at=row.created_at,
+    )
+
+
+__all__ = ["Engine", "InvalidTransition", "Recipient", "StartSpec"]

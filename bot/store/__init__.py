@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy models, migrations, and the transaction door used by the async edges."""

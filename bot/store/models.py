@@ -1,0 +1,243 @@
+"""SQLAlchemy 2 typed models: tenants, partners, workflow instances, audit trail and outbox."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in, timezone-aware UTC out, on SQLite (naive storage) and PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use timezone-aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+    }
+
+
+certifier_certification = Table(
+    "certifier_certification",
+    Base.metadata,
+    Column("certifier_id", ForeignKey("certifier.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "certification_id", ForeignKey("certification.id", ondelete="CASCADE"), primary_key=True
+    ),
+)
+
+
+class Certifier(Base):
+    """An organisation owning RNCP/RS certifications: the tenant of every other record."""
+
+    __tablename__ = "certifier"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    siret: Mapped[str] = mapped_column(String(14), unique=True)
+    cdc_matricule: Mapped[str] = mapped_column(String(8))
+    contract_number: Mapped[str] = mapped_column(String(20))
+    language: Mapped[str] = mapped_column(String(2), default="fr")
+    created_at: Mapped[datetime]
+
+    certifications: Mapped[list[Certification]] = relationship(
+        secondary=certifier_certification,
+        back_populates="certifiers",
+        order_by="Certification.code",
+    )
+
+
+class Certification(Base):
+    """An RNCP or RS certification; several certifiers may co-certify it."""
+
+    __tablename__ = "certification"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    type: Mapped[str] = mapped_column(String(4))
+    code: Mapped[str] = mapped_column(String(100), unique=True)
+    title: Mapped[str] = mapped_column(String(255))
+
+    certifiers: Mapped[list[Certifier]] = relationship(
+        secondary=certifier_certification, back_populates="certifications"
+    )
+
+
+class Organisation(Base):
+    """A training organisation (organisme de formation); answers by email, has no account."""
+
+    __tablename__ = "organisation"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    siret: Mapped[str] = mapped_column(String(14), unique=True)
+    created_at: Mapped[datetime]
+
+    contacts: Mapped[list[Contact]] = relationship(
+        back_populates="organisation", order_by="Contact.id", cascade="all, delete-orphan"
+    )
+
+
+class Contact(Base):
+    """A person reachable by email at a training organisation."""
+
+    __tablename__ = "contact"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisation.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    email: Mapped[str] = mapped_column(String(320))
+    language: Mapped[str] = mapped_column(String(2), default="fr")
+    undeliverable: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+
+    organisation: Mapped[Organisation] = relationship(back_populates="contacts")
+
+    __table_args__ = (UniqueConstraint("organisation_id", "email"),)
+
+
+class Partnership(Base):
+    """A certifier working with a training organisation on some of its certifications."""
+
+    __tablename__ = "partnership"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    certifier_id: Mapped[int] = mapped_column(ForeignKey("certifier.id", ondelete="CASCADE"))
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisation.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime]
+
+    certifier: Mapped[Certifier] = relationship()
+    organisation: Mapped[Organisation] = relationship()
+    certifications: Mapped[list[PartnershipCertification]] = relationship(
+        back_populates="partnership", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (UniqueConstraint("certifier_id", "organisation_id"),)
+
+
+class PartnershipCertification(Base):
+    """One certification covered by a partnership, and whether its folders may be synced."""
+
+    __tablename__ = "partnership_certification"
+
+    partnership_id: Mapped[int] = mapped_column(
+        ForeignKey("partnership.id", ondelete="CASCADE"), primary_key=True
+    )
+    certification_id: Mapped[int] = mapped_column(
+        ForeignKey("certification.id", ondelete="CASCADE"), primary_key=True
+    )
+    sharing_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    sharing_changed_at: Mapped[datetime | None]
+
+    partnership: Mapped[Partnership] = relationship(back_populates="certifications")
+    certification: Mapped[Certification] = relationship()
+
+
+class WorkflowInstance(Base):
+    """One running or finished workflow; the next timer lives here so it survives restarts."""
+
+    __tablename__ = "workflow_instance"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    workflow: Mapped[str] = mapped_column(String(64))
+    certifier_id: Mapped[int] = mapped_column(ForeignKey("certifier.id"), index=True)
+    partnership_id: Mapped[int | None] = mapped_column(ForeignKey("partnership.id"))
+    state: Mapped[str] = mapped_column(String(32))
+    version: Mapped[int] = mapped_column(Integer)
+    # Set while the instance is live; unique, so two live instances for one subject cannot exist.
+    active_key: Mapped[str | None] = mapped_column(String(128), unique=True)
+    data: Mapped[dict[str, Any]]
+    state_entered_at: Mapped[datetime]
+    due_at: Mapped[datetime | None] = mapped_column(index=True)
+    due_event: Mapped[str | None] = mapped_column(String(32))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
+
+
+class TransitionLog(Base):
+    """Append-only audit trail, one row per state change; a database trigger refuses rewrites."""
+
+    __tablename__ = "transition_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("workflow_instance.id"), index=True)
+    at: Mapped[datetime]
+    from_state: Mapped[str | None] = mapped_column(String(32))
+    event: Mapped[str] = mapped_column(String(32))
+    to_state: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(64))
+
+
+class OutboxMessage(Base):
+    """A message written in the same transaction as the state change, delivered afterwards."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
+    certifier_id: Mapped[int] = mapped_column(ForeignKey("certifier.id"), index=True)
+    instance_id: Mapped[int | None] = mapped_column(ForeignKey("workflow_instance.id"))
+    channel: Mapped[str] = mapped_column(String(16))
+    role: Mapped[str] = mapped_column(String(32))
+    recipient: Mapped[str] = mapped_column(String(320))
+    template: Mapped[str] = mapped_column(String(128))
+    language: Mapped[str] = mapped_column(String(2))
+    subject: Mapped[str] = mapped_column(String(998))
+    body_text: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str] = mapped_column(Text)
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)

@@ -1,0 +1,1 @@
+"""Test support: data builders, real-component helpers."""

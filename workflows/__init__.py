@@ -1,0 +1,22 @@
+"""Workflow declarations, one module each, and the registry built from settings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+
+from bot.config import Settings
+from bot.fsm import Workflow
+from workflows import access_request
+
+
+def build_registry(settings: Settings) -> Mapping[str, Workflow]:
+    """Every workflow, with the delays chosen in the settings."""
+    request = access_request.build(
+        reminders=tuple(timedelta(days=d) for d in settings.access_request_reminder_days),
+        expiry=timedelta(days=settings.access_request_expiry_days),
+    )
+    return {request.name: request}
+
+
+DEFAULT_WORKFLOWS: Mapping[str, Workflow] = {access_request.WORKFLOW.name: access_request.WORKFLOW}

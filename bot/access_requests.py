@@ -85,6 +85,7 @@ def _prepare(
             active_key=active_key(partnership.id),
             data={
                 "certifier_name": certifier.name,
+                "certifier_contact_email": certifier.contact_email,
                 "organisation_name": organisation.name,
                 "organisation_siret": organisation.siret,
                 "contact_id": contacts[0].id,

@@ -239,6 +239,9 @@ def certifier_group() -> None:
 @click.option("--siret", required=True, help="SIRET (14 chiffres).")
 @click.option("--matricule", required=True, help="Matricule CDC (8 caractères).")
 @click.option("--contract", required=True, help="Numéro de contrat CDC (ex. MCFCER000123).")
+@click.option(
+    "--contact-email", default="", help="Adresse que les organismes peuvent écrire (facultatif)."
+)
 @click.option("--language", type=click.Choice(["fr", "en"]), default="fr", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Sortie JSON.")
 @click.pass_context
@@ -248,6 +251,7 @@ def certifier_add(
     siret: str,
     matricule: str,
     contract: str,
+    contact_email: str,
     language: str,
     as_json: bool,
 ) -> None:
@@ -256,7 +260,9 @@ def certifier_add(
     row = run_in_db(
         ctx,
         lambda s: _certifier_dict(
-            add_certifier(s, NewCertifier(name, siret, matricule, contract, language), now)
+            add_certifier(
+                s, NewCertifier(name, siret, matricule, contract, language, contact_email), now
+            )
         ),
     )
     if as_json:
@@ -274,6 +280,7 @@ def _certifier_dict(certifier: Certifier) -> dict[str, Any]:
         "siret": certifier.siret,
         "cdc_matricule": certifier.cdc_matricule,
         "contract_number": certifier.contract_number,
+        "contact_email": certifier.contact_email,
         "language": certifier.language,
         "certifications": [c.code for c in certifier.certifications],
     }

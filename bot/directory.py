@@ -186,6 +186,7 @@ class NewCertifier:
     matricule: str
     contract: str
     language: str = "fr"
+    contact_email: str = ""
 
 
 def add_certifier(session: Session, new: NewCertifier, now: datetime) -> Certifier:
@@ -197,6 +198,7 @@ def add_certifier(session: Session, new: NewCertifier, now: datetime) -> Certifi
         siret=siret,
         cdc_matricule=check_matricule(new.matricule),
         contract_number=check_contract(new.contract),
+        contact_email=check_email(new.contact_email) if new.contact_email else "",
         language=check_language(new.language),
         created_at=now,
     )

@@ -81,6 +81,8 @@ class Certifier(Base):
     siret: Mapped[str] = mapped_column(String(14), unique=True)
     cdc_matricule: Mapped[str] = mapped_column(String(8))
     contract_number: Mapped[str] = mapped_column(String(20))
+    # Shown to partner organisations so they know whom to ask; optional.
+    contact_email: Mapped[str] = mapped_column(String(320), default="")
     language: Mapped[str] = mapped_column(String(2), default="fr")
     created_at: Mapped[datetime]
 

@@ -50,7 +50,13 @@ def seed_partnership(
     def work(session: Session) -> Seed:
         certifier = add_certifier(
             session,
-            NewCertifier("Certif & Co", certifier_siret, "12ABC345", "MCFCER000123"),
+            NewCertifier(
+                "Certif & Co",
+                certifier_siret,
+                "12ABC345",
+                "MCFCER000123",
+                contact_email="partenariats@certif.example",
+            ),
             now,
         )
         titles = {"RNCP34567": "Développeur web et web mobile", "RS5875": "Gestion de projet agile"}

@@ -30,6 +30,7 @@ def context(**overrides: Any) -> dict[str, Any]:
         "deadline": NOW + timedelta(days=30),
         "data": {
             "certifier_name": "Certif <script>alert(1)</script>",
+            "certifier_contact_email": "partenariats@certif.example",
             "organisation_name": "Formations & Co",
             "organisation_siret": "44306184100047",
             "contact_id": 1,
@@ -86,9 +87,12 @@ def test_the_confirmation_of_an_authorisation_offers_the_manage_link(language: s
     assert "https://cordee.example.fr/lien/MANAGE-TOKEN" in message.html
 
 
-def test_refusal_confirmation_warns_kindly_that_sharing_may_be_required() -> None:
-    message = default_renderer().message("access_request/partner/refused", "fr", context())
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_refusal_confirmation_warns_kindly_and_says_whom_to_contact(language: str) -> None:
+    message = default_renderer().message("access_request/partner/refused", language, context())
     assert "condition" in message.text
+    assert "partenariats@certif.example" in message.text
+    assert 'href="mailto:partenariats@certif.example"' in message.html
 
 
 def test_dates_are_shown_in_paris_time() -> None:

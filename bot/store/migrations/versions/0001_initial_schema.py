@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("siret", sa.String(length=14), nullable=False),
         sa.Column("cdc_matricule", sa.String(length=8), nullable=False),
         sa.Column("contract_number", sa.String(length=20), nullable=False),
+        sa.Column("contact_email", sa.String(length=320), nullable=False),
         sa.Column("language", sa.String(length=2), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_certifier")),

@@ -126,6 +126,7 @@ async def cancel_request(
 
 @dataclass(frozen=True)
 class RequestRow:
+    id: int
     reference: str
     certifier_id: int
     certifier_name: str
@@ -160,6 +161,7 @@ def list_requests(
         query = query.where(WorkflowInstance.state == state)
     return [
         RequestRow(
+            id=instance.id,
             reference=instance.public_id,
             certifier_id=instance.certifier_id,
             certifier_name=certifier_name,

@@ -645,9 +645,10 @@ def access_request_list(
         emit_json([dataclasses.asdict(r) for r in rows])
         return
     table(
-        ("Référence", "Certificateur", "Organisme", "Certifications", "État", "Créée le"),
+        ("N°", "Référence", "Certificateur", "Organisme", "Certifications", "État", "Créée le"),
         [
             (
+                r.id,
                 r.reference,
                 r.certifier_name,
                 r.organisation_name,
@@ -663,6 +664,7 @@ def access_request_list(
 def _view_dict(view: InstanceView) -> dict[str, Any]:
     data = {key: value for key, value in view.data.items() if key not in {"contact_id"}}
     return {
+        "id": view.id,
         "reference": view.public_id,
         "workflow": view.workflow,
         "certifier_id": view.certifier_id,

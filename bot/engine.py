@@ -243,7 +243,13 @@ class Engine:
     def _load(
         self, session: Session, public_id: str, certifier_id: int | None, *, lock: bool
     ) -> WorkflowInstance:
-        query = select(WorkflowInstance).where(WorkflowInstance.public_id == public_id)
+        # People may type the numeric id shown in listings; links always carry the reference.
+        key = (
+            WorkflowInstance.id == int(public_id)
+            if public_id.isdigit()
+            else WorkflowInstance.public_id == public_id
+        )
+        query = select(WorkflowInstance).where(key)
         if certifier_id is not None:
             query = query.where(WorkflowInstance.certifier_id == certifier_id)
         if lock:

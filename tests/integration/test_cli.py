@@ -128,6 +128,11 @@ def test_a_request_from_setup_to_the_outbox(cordee: Cordee, env: dict[str, str])
     assert [entry["event"] for entry in json.loads(shown.output)["history"]] == ["start"]
     human = cordee("access-request", "show", reference)
     assert "en attente de réponse" in human.output
+    by_id = cordee("access-request", "show", str(payload["id"]), "--json")
+    assert json.loads(by_id.output)["reference"] == reference
+    missing = cordee("access-request", "show", "DA-NOPE")
+    assert missing.exit_code == 1
+    assert "introuvable" in missing.stderr
 
     again = cordee("access-request", "send", "--certifier", "1", "--partner", "1")
     assert again.exit_code == 1

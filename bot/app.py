@@ -60,8 +60,13 @@ class App:
                 f"(version {current or 'vide'}, attendue {head}) : lancez `cordee db upgrade`."
             )
 
-    async def serve(self, host: str | None = None, port: int | None = None) -> str:
-        """Start the web server and the scheduler; return the base URL actually listened on."""
+    async def serve(
+        self, host: str | None = None, port: int | None = None, *, scheduler: bool = True
+    ) -> str:
+        """Start the web server (and the scheduler); return the base URL actually listened on.
+
+        Tests that move time themselves pass scheduler=False.
+        """
         from bot.web.app import make_web_app
 
         runner = web.AppRunner(make_web_app(self), access_log=None)
@@ -75,7 +80,8 @@ class App:
         self.runners.append(runner)
         for channel in self.channels.values():
             await channel.start(self._ignore_inbound)
-        self.scheduler.start()
+        if scheduler:
+            self.scheduler.start()
         sockets = runner.addresses
         bound_host, bound_port = sockets[0][0], sockets[0][1]
         return f"http://{bound_host}:{bound_port}"
@@ -84,7 +90,7 @@ class App:
         return None
 
     async def close(self) -> None:
-        self.scheduler.stop()
+        await self.scheduler.stop()
         for channel in self.channels.values():
             await channel.stop()
         for runner in self.runners:
@@ -103,7 +109,8 @@ def build_app(
     assert settings.secret_key is not None  # noqa: S101 - ensured just above
     db = Database(settings.effective_database_url)
     renderer = default_renderer()
-    links = LinkSigner(settings.secret_key.get_secret_value(), settings.effective_public_url)
+    clock = clock or SystemClock()
+    links = LinkSigner(settings.secret_key.get_secret_value(), settings.effective_public_url, clock)
     if channels is None:
         ensure_maildir(settings.effective_outbox_dir)
         ensure_maildir(settings.effective_inbox_dir)
@@ -117,7 +124,7 @@ def build_app(
         renderer=renderer,
         links=links,
         channels=channels,
-        clock=clock or SystemClock(),
+        clock=clock,
         message_domain=_domain_of(settings.mail_from),
     )
     return App(

@@ -203,7 +203,7 @@ class Engine:
         entry = self._log(session, instance, previous, event, actor, instant)
         self._apply(session, workflow, instance, result.effects, entry, instant)
         session.flush()
-        return Outcome(self._to_view(session, instance, history=False), previous, True)
+        return Outcome(self._to_view(session, instance, history=False), previous)
 
     def _timer_tx(self, session: Session, public_id: str, now: datetime) -> None:
         instance = self._load(session, public_id, None, lock=True)
@@ -341,7 +341,6 @@ class Engine:
     def message_context(
         self, workflow: Workflow, instance: WorkflowInstance, recipient_name: str, now: datetime
     ) -> dict[str, Any]:
-        deadlines = [t.after for t in workflow.timers if t.state == instance.state]
         return {
             "reference": instance.public_id,
             "state": instance.state,
@@ -352,7 +351,7 @@ class Engine:
                 for action in workflow.link_actions
             },
             "created_at": instance.created_at,
-            "deadline": instance.state_entered_at + max(deadlines) if deadlines else None,
+            "deadline": _deadline(workflow, instance),
             "now": now,
             "public_url": self.links.public_url,
         }
@@ -485,9 +484,16 @@ class Engine:
             state_entered_at=instance.state_entered_at,
             due_at=instance.due_at,
             due_event=instance.due_event,
+            deadline=_deadline(workflow, instance),
             terminal=instance.state in workflow.terminal,
             history=entries,
         )
+
+
+def _deadline(workflow: Workflow, instance: WorkflowInstance) -> datetime | None:
+    """The last timer of the current state: when the state ends by itself."""
+    delays = [t.after for t in workflow.timers if t.state == instance.state]
+    return instance.state_entered_at + max(delays) if delays else None
 
 
 def _outbound(row: OutboxMessage) -> Outbound:

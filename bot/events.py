@@ -64,14 +64,15 @@ class InstanceView:
     state_entered_at: datetime
     due_at: datetime | None
     due_event: str | None
+    # When the current state ends by itself (e.g. a pending request expires); None if never.
+    deadline: datetime | None
     terminal: bool
     history: tuple[HistoryEntry, ...] = field(default=())
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """Result of firing an event: `changed` is False when the instance had already moved on."""
+    """Result of firing an event (an impossible event raises InvalidTransition instead)."""
 
     instance: InstanceView
     previous_state: str
-    changed: bool

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
+from bot.clock import Clock
 from bot.errors import TokenExpired, TokenInvalid
 
 LINK_PATH = "/lien/"
@@ -20,9 +21,21 @@ class LinkClaim:
     issued_at: datetime
 
 
+def _signer_on(clock: Clock) -> type[TimestampSigner]:
+    """A timestamp signer reading the application's clock, so issuing and checking agree."""
+
+    class ClockedSigner(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(clock.now().timestamp())
+
+    return ClockedSigner
+
+
 class LinkSigner:
-    def __init__(self, secret_key: str, public_url: str) -> None:
-        self._serializer = URLSafeTimedSerializer(secret_key, salt="cordee.link.v1")
+    def __init__(self, secret_key: str, public_url: str, clock: Clock) -> None:
+        self._serializer = URLSafeTimedSerializer(
+            secret_key, salt="cordee.link.v1", signer=_signer_on(clock)
+        )
         self.public_url = public_url.rstrip("/")
 
     def token(self, workflow: str, public_id: str, action: str) -> str:

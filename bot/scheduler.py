@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 
@@ -18,8 +19,19 @@ class Scheduler:
         self._engine = engine
         self._interval = interval_seconds
         self._scheduler: AsyncIOScheduler | None = None
+        self._current: asyncio.Task[None] | None = None
+        self._stopped = False
 
     async def tick(self) -> None:
+        """The scheduled job. The work runs in its own task, shielded: APScheduler cancels
+        running jobs on shutdown, which would abandon a database transaction mid-way in its
+        worker thread; stop() waits for that task instead."""
+        if self._stopped or (self._current is not None and not self._current.done()):
+            return
+        self._current = asyncio.create_task(self._tick_once())
+        await asyncio.shield(self._current)
+
+    async def _tick_once(self) -> None:
         try:
             fired = await self._engine.tick()
         except CordeeError as error:
@@ -30,6 +42,7 @@ class Scheduler:
 
     def start(self) -> None:
         """Start ticking (needs a running event loop); the first tick runs at once to catch up."""
+        self._stopped = False
         scheduler = AsyncIOScheduler(timezone=UTC)
         scheduler.add_job(
             self.tick,
@@ -43,7 +56,11 @@ class Scheduler:
         scheduler.start()
         self._scheduler = scheduler
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
+        """Stop scheduling, then let a tick in progress finish its transaction."""
+        self._stopped = True
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
+        if self._current is not None:
+            await asyncio.gather(self._current, return_exceptions=True)

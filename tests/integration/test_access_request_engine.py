@@ -155,9 +155,12 @@ async def test_authorising_enables_sharing_of_the_covered_certifications_only(
     app: App, seed: Seed, mail: MemoryChannel, staff: MemoryChannel
 ) -> None:
     reference = await send(app, seed, "RNCP34567")
+    pending = await app.engine.view(reference)
+    assert pending.deadline == pending.created_at + timedelta(days=30)
     outcome = await app.engine.fire(reference, "authorise", actor="partner_contact:web")
-    assert outcome.changed
+    assert outcome.previous_state == "pending"
     assert outcome.instance.state == "authorised"
+    assert outcome.instance.deadline is None
     assert sorted(sharing(app, seed).values()) == [False, True]
     assert outcome.instance.due_at is None
     assert "/lien/" in mail.sent[-1].text  # the confirmation carries the « gérer le partage » link

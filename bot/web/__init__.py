@@ -1,0 +1,1 @@
+"""Web edge: decision pages reached from signed email links, and the health check."""

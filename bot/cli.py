@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, selectinload
 from bot import __version__
 from bot.access_requests import STATE_LABELS, cancel_request, list_requests, send_request
 from bot.app import App, build_app
+from bot.cdc.cli import xml_group
 from bot.clock import SystemClock, paris
 from bot.config import Settings, describe, load_settings
 from bot.directory import (
@@ -786,3 +787,6 @@ def workflows_show(ctx: click.Context, name: str, as_mermaid: bool) -> None:
         )
     for timer in workflow.timers:
         click.echo(f"  minuterie : {timer.event} après {timer.after} en « {timer.state} »")
+
+
+cli.add_command(xml_group)

@@ -40,6 +40,12 @@ STATE_LABELS = {
 }
 
 
+EVENT_LABELS: dict[str, dict[str, str]] = {
+    "fr": {Event.REMIND: "relance", Event.EXPIRE: "expiration"},
+    "en": {Event.REMIND: "reminder", Event.EXPIRE: "expiry"},
+}
+
+
 def active_key(partnership_id: int) -> str:
     return f"{NAME}:partnership:{partnership_id}"
 

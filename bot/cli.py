@@ -23,7 +23,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from bot import __version__
-from bot.access_requests import STATE_LABELS, cancel_request, list_requests, send_request
+from bot.access_requests import (
+    EVENT_LABELS,
+    STATE_LABELS,
+    cancel_request,
+    list_requests,
+    send_request,
+)
 from bot.app import App, build_app
 from bot.cdc.cli import xml_group
 from bot.clock import SystemClock, paris
@@ -620,7 +626,7 @@ def access_request_send(
         f"pour {', '.join(c['code'] for c in view.data['certifications'])}."
     )
     if view.due_at is not None:
-        click.echo(f"Prochaine échéance : {when(view.due_at)} ({view.due_event}).")
+        click.echo(f"Prochaine échéance : {_next_step(view)}.")
 
 
 @access_request_group.command("cancel")
@@ -660,6 +666,11 @@ def access_request_list(
             for r in rows
         ],
     )
+
+
+def _next_step(view: InstanceView) -> str:
+    label = EVENT_LABELS["fr"].get(str(view.due_event), str(view.due_event))
+    return f"{label} le {when(view.due_at)}"
 
 
 def _view_dict(view: InstanceView) -> dict[str, Any]:
@@ -703,7 +714,7 @@ def access_request_show(ctx: click.Context, reference: str, as_json: bool) -> No
         + ", ".join(f"{c['code']} — {c['title']}" for c in view.data["certifications"])
     )
     if view.due_at is not None:
-        click.echo(f"Prochaine échéance : {when(view.due_at)} ({view.due_event})")
+        click.echo(f"Prochaine échéance : {_next_step(view)}")
     click.echo("Historique :")
     for entry in view.history:
         source = entry.from_state or "—"

@@ -31,7 +31,8 @@ def build_email(outbound: Outbound, mail_from: str) -> EmailMessage:
     message["Message-ID"] = outbound.message_id
     message["Auto-Submitted"] = "auto-generated"
     message["Content-Language"] = outbound.language
-    message.set_content(outbound.text, cte="quoted-printable")
+    # 8bit keeps links whole in the raw file (grep, copy-paste); lines stay far below 998.
+    message.set_content(outbound.text, cte="8bit")
     message.add_alternative(outbound.html, subtype="html", cte="quoted-printable")
     return message
 

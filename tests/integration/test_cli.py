@@ -128,6 +128,13 @@ def test_a_request_from_setup_to_the_outbox(cordee: Cordee, env: dict[str, str])
     assert [entry["event"] for entry in json.loads(shown.output)["history"]] == ["start"]
     human = cordee("access-request", "show", reference)
     assert "en attente de réponse" in human.output
+    assert "Prochaine échéance : relance le " in human.output
+    raw = next((Path(env["CORDEE_DATA_DIR"]) / "outbox" / "new").glob("*.eml")).read_text()
+    assert (
+        "https://cordee.example.fr/lien/"
+        + body.split("https://cordee.example.fr/lien/")[1].split()[0]
+        in raw
+    )
     by_id = cordee("access-request", "show", str(payload["id"]), "--json")
     assert json.loads(by_id.output)["reference"] == reference
     missing = cordee("access-request", "show", "DA-NOPE")

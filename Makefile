@@ -52,7 +52,7 @@ unit: $(TEST_STAMP)
 	$(BIN)/pytest tests/unit -q
 
 test: system-packages $(TEST_STAMP) lint typecheck
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --cov=bot --cov=workflows --cov-report=term:skip-covered
 
 bench: system-packages $(TEST_STAMP)
 	$(BIN)/python -m tests.bench

@@ -13,6 +13,7 @@ from aiohttp import web
 from bot.channels.base import Channel
 from bot.channels.console import ConsoleChannel
 from bot.channels.mail import MaildirChannel, ensure_maildir
+from bot.channels.smtp import SmtpChannel
 from bot.clock import Clock, SystemClock
 from bot.config import Settings, ensure_secret_key
 from bot.engine import Engine
@@ -112,12 +113,7 @@ def build_app(
     clock = clock or SystemClock()
     links = LinkSigner(settings.secret_key.get_secret_value(), settings.effective_public_url, clock)
     if channels is None:
-        ensure_maildir(settings.effective_outbox_dir)
-        ensure_maildir(settings.effective_inbox_dir)
-        channels = {
-            "mail": MaildirChannel(settings.effective_outbox_dir, settings.mail_from),
-            "staff": ConsoleChannel(),
-        }
+        channels = {"mail": _mail_channel(settings), "staff": ConsoleChannel()}
     engine = Engine(
         db=db,
         workflows=build_registry(settings),
@@ -136,6 +132,22 @@ def build_app(
         channels=channels,
         scheduler=Scheduler(engine, settings.tick_seconds),
     )
+
+
+def _mail_channel(settings: Settings) -> Channel:
+    """SMTP when a server is configured, else the Maildir outbox of the embedded default."""
+    ensure_maildir(settings.effective_inbox_dir)
+    if settings.smtp_host:
+        return SmtpChannel(
+            settings.smtp_host,
+            settings.smtp_port,
+            security=settings.smtp_security,
+            mail_from=settings.mail_from,
+            username=settings.smtp_username or None,
+            password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+        )
+    ensure_maildir(settings.effective_outbox_dir)
+    return MaildirChannel(settings.effective_outbox_dir, settings.mail_from)
 
 
 def _domain_of(mail_from: str) -> str:

@@ -44,6 +44,20 @@ class Settings(BaseModel):
         "Cordée <ne-pas-repondre@cordee.localhost>",
         description="une adresse d'expéditeur, par ex. Cordée <noreply@example.fr>",
     )
+    smtp_host: str = Field(
+        "", description="le nom du serveur SMTP (vide : courriels écrits dans le Maildir)"
+    )
+    smtp_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="un port entre 1 et 65535 (0 : 25, 587 ou 465 selon la sécurité)",
+    )
+    smtp_security: Literal["none", "starttls", "tls"] = Field(
+        "starttls", description="none, starttls ou tls"
+    )
+    smtp_username: str = Field("", description="l'identifiant SMTP (vide : sans authentification)")
+    smtp_password: SecretStr | None = Field(None, description="le mot de passe SMTP")
     language: Literal["fr", "en"] = Field("fr", description="fr ou en")
     access_request_reminder_days: tuple[int, ...] = Field(
         (3, 7), description="des nombres de jours séparés par des virgules, par ex. 3,7"

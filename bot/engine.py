@@ -46,6 +46,8 @@ REFERENCE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
 DELIVERY_LEASE = timedelta(minutes=5)
 MAX_DELIVERY_ATTEMPTS = 12
 DELIVERY_BATCH = 100
+# Told to the certifier's staff when a message to a person could not be delivered.
+FAILURE_TEMPLATE = "delivery/staff/failed"
 
 
 @dataclass(frozen=True)
@@ -133,10 +135,12 @@ class Engine:
         while True:
             instant = now or self.clock.now()
             batch = await self.db.run(partial(self._claim_due, now=instant))
+            if not batch:
+                return delivered
+            # Delivering may enqueue more (a failure notice); retried rows wait in the future,
+            # so the loop ends when nothing due is left.
             for message_id, outbound in batch:
                 delivered += await self._deliver_one(message_id, outbound)
-            if len(batch) < DELIVERY_BATCH:
-                return delivered
 
     async def view(
         self, public_id: str, *, certifier_id: int | None = None, history: bool = False
@@ -367,16 +371,31 @@ class Engine:
     ) -> None:
         recipient = self._recipient(session, instance, effect.to)
         context = self.message_context(workflow, instance, recipient.name, now)
-        rendered = self.renderer.message(effect.template, recipient.language, context)
+        self._add_outbox(
+            session, instance, recipient, effect.to, effect.template, context, key, now
+        )
+
+    def _add_outbox(
+        self,
+        session: Session,
+        instance: WorkflowInstance,
+        recipient: Recipient,
+        role: Role,
+        template: str,
+        context: dict[str, Any],
+        key: str,
+        now: datetime,
+    ) -> None:
+        rendered = self.renderer.message(template, recipient.language, context)
         session.add(
             OutboxMessage(
                 idempotency_key=key,
                 certifier_id=instance.certifier_id,
                 instance_id=instance.id,
                 channel=recipient.channel,
-                role=effect.to.value,
+                role=role.value,
                 recipient=recipient.address,
-                template=effect.template,
+                template=template,
                 language=recipient.language,
                 subject=rendered.subject,
                 body_text=rendered.text,
@@ -387,6 +406,28 @@ class Engine:
                 next_attempt_at=now,
                 created_at=now,
             )
+        )
+
+    def _fail(self, session: Session, row: OutboxMessage, reason: str) -> None:
+        """Give up on a message; when a person was not reached, tell the certifier's staff."""
+        row.status = "failed"
+        row.last_error = reason[:2000]
+        if row.role != Role.PARTNER_CONTACT or row.instance_id is None:
+            return
+        instance = session.get(WorkflowInstance, row.instance_id)
+        if instance is None:
+            return
+        now = self.clock.now()
+        staff = self._recipient(session, instance, Role.CERTIFIER_STAFF)
+        workflow = self.workflow(instance.workflow)
+        context = self.message_context(workflow, instance, staff.name, now) | {
+            "failed_address": row.recipient,
+            "failed_subject": row.subject,
+            "failure": reason[:300],
+        }
+        key = f"delivery-failed:{row.id}"
+        self._add_outbox(
+            session, instance, staff, Role.CERTIFIER_STAFF, FAILURE_TEMPLATE, context, key, now
         )
 
     def _claim_due(self, session: Session, now: datetime) -> list[tuple[int, Outbound]]:
@@ -421,20 +462,26 @@ class Engine:
         except DeliveryFailed as error:
             reason = str(error)
             log.error("outbox %s: delivery failed for good: %s", message_id, reason)
-            await self.db.run(lambda s: self._mark(s, message_id, "failed", reason))
+            await self.db.run(lambda s: self._mark_failed(s, message_id, reason))
             return 0
-        await self.db.run(lambda s: self._mark(s, message_id, "sent", None))
+        await self.db.run(lambda s: self._mark_sent(s, message_id))
         return 1
 
-    def _mark(self, session: Session, message_id: int, status: str, error: str | None) -> None:
+    def _mark_sent(self, session: Session, message_id: int) -> None:
         row = session.get(OutboxMessage, message_id)
         if row is None:
             return
-        row.status = status
+        row.status = "sent"
         row.attempts += 1
-        row.last_error = error
-        if status == "sent":
-            row.sent_at = self.clock.now()
+        row.last_error = None
+        row.sent_at = self.clock.now()
+
+    def _mark_failed(self, session: Session, message_id: int, reason: str) -> None:
+        row = session.get(OutboxMessage, message_id)
+        if row is None:
+            return
+        row.attempts += 1
+        self._fail(session, row, reason)
 
     def _mark_retry(self, session: Session, message_id: int, error: str) -> None:
         row = session.get(OutboxMessage, message_id)
@@ -443,7 +490,7 @@ class Engine:
         row.attempts += 1
         row.last_error = error[:2000]
         if row.attempts >= MAX_DELIVERY_ATTEMPTS:
-            row.status = "failed"
+            self._fail(session, row, f"abandon après {row.attempts} tentatives : {error}")
             return
         row.status = "pending"
         backoff = min(30 * 2 ** (row.attempts - 1), 3600)

@@ -142,12 +142,13 @@ async def test_a_temporary_refusal_is_retried_and_delivered_once(
     assert len(smtp.recorder.messages) == 1
 
 
-async def test_a_permanent_refusal_marks_the_message_failed(
+async def test_a_permanent_refusal_marks_the_message_failed_and_tells_the_staff(
     settings: Settings, clock: FrozenClock, smtp: SmtpServer
 ) -> None:
     smtp.recorder.answer = "550 5.1.1 No such user"
     channel = SmtpChannel("127.0.0.1", smtp.port, security="none", mail_from="cordee@example.org")
-    app = smtp_app(settings, clock, channel)
+    staff = MemoryChannel("staff")
+    app = build_app(settings, clock=clock, channels={"mail": channel, "staff": staff})
     try:
         await send_one(app, clock)
         [row] = outbox_rows(app)
@@ -158,6 +159,10 @@ async def test_a_permanent_refusal_marks_the_message_failed(
     finally:
         await app.close()
     assert smtp.recorder.messages == []
+    _sent, failed = staff.sent
+    assert "Courriel non remis à Formations <Sud>" in failed.subject
+    assert "claire.martin@formations-sud.example" in failed.text
+    assert "550 5.1.1 No such user" in failed.text
 
 
 async def test_a_server_outage_keeps_the_message_until_the_server_is_back(

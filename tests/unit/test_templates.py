@@ -7,11 +7,14 @@ from typing import Any
 
 import pytest
 
+from bot.engine import FAILURE_TEMPLATE
 from bot.render import LANGUAGES, default_renderer, format_date, format_datetime
 from workflows import DEFAULT_WORKFLOWS
 
 NOW = datetime(2026, 7, 1, 8, 30, tzinfo=UTC)
+
 MESSAGES = sorted({t for workflow in DEFAULT_WORKFLOWS.values() for t in workflow.templates})
+ENGINE_MESSAGES = [FAILURE_TEMPLATE]
 
 
 def context(**overrides: Any) -> dict[str, Any]:
@@ -47,9 +50,10 @@ def test_workflows_reference_messages() -> None:
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
-@pytest.mark.parametrize("template", MESSAGES)
+@pytest.mark.parametrize("template", MESSAGES + ENGINE_MESSAGES)
 def test_every_message_renders(template: str, language: str) -> None:
-    for overrides in ({}, {"deadline": None, "recipient_name": ""}):
+    failure = {"failed_address": "x@example.org", "failed_subject": "S", "failure": "550 <nope>"}
+    for overrides in ({**failure}, {**failure, "deadline": None, "recipient_name": ""}):
         message = default_renderer().message(template, language, context(**overrides))
         assert message.subject
         assert "\n" not in message.subject

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -128,6 +129,23 @@ async def cancel_request(
         raise Conflict(
             f"La demande {reference} est {label} : elle ne peut plus être annulée."
         ) from error
+
+
+MANAGE_LINK_RESEND_INTERVAL = timedelta(hours=24)
+
+
+async def resend_manage_link(engine: Engine, reference: str) -> bool:
+    """Email a fresh « gérer le partage » link to the contact on file, at most once a day.
+
+    Returns False when one was already sent within the interval (nothing is sent again).
+    Raises InvalidTransition when the sharing is no longer active.
+    """
+    view = await engine.view(reference, history=True)
+    recent = engine.clock.now() - MANAGE_LINK_RESEND_INTERVAL
+    if any(e.event == Event.SEND_MANAGE_LINK and e.at > recent for e in view.history):
+        return False
+    await engine.fire(reference, Event.SEND_MANAGE_LINK, actor="partner_contact:web")
+    return True
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from bot.channels.smtp import SmtpChannel
 from bot.clock import Clock, SystemClock
 from bot.config import Settings, ensure_secret_key
 from bot.engine import Engine
-from bot.errors import ConfigError, TokenExpired
+from bot.errors import ConfigError, TokenError, TokenExpired
 from bot.links import LinkClaim, LinkSigner
 from bot.render import Renderer, default_renderer
 from bot.scheduler import Scheduler
@@ -27,6 +27,8 @@ from workflows import build_registry
 log = logging.getLogger("cordee.app")
 
 MANAGE_LINK_LIFETIME = timedelta(days=366)
+# How old a genuine « manage » link may be and still ask for a fresh one by email.
+RENEWAL_WINDOW = timedelta(days=3660)
 
 
 @dataclass
@@ -52,6 +54,14 @@ class App:
         if self.engine.clock.now() - claim.issued_at > self.link_lifetime(claim.action):
             raise TokenExpired("lien expiré")
         return claim
+
+    def renewable_claim(self, token: str) -> LinkClaim | None:
+        """An expired but genuine « manage » link may ask for a fresh one; nothing else may."""
+        try:
+            claim = self.links.verify(token, RENEWAL_WINDOW)
+        except TokenError:
+            return None
+        return claim if claim.action == "manage" else None
 
     def check_database(self) -> None:
         current, head = self.db.current_revision(), head_revision()

@@ -27,6 +27,7 @@ class Event(StrEnum):
     EXPIRE = "expire"
     CANCEL = "cancel"
     REVOKE = "revoke"
+    SEND_MANAGE_LINK = "send_manage_link"
 
 
 PARTNER, STAFF = Role.PARTNER_CONTACT, Role.CERTIFIER_STAFF
@@ -60,6 +61,10 @@ def build(reminders: tuple[timedelta, ...], expiry: timedelta) -> Workflow:
                 Transition(S.PENDING, E.CANCEL, S.CANCELLED, _tell("cancelled")),
                 Transition(
                     S.AUTHORISED, E.REVOKE, S.REVOKED, (SetSharing(False), *_tell("revoked"))
+                ),
+                # A fresh « gérer le partage » link, asked for from an expired one.
+                Transition(
+                    S.AUTHORISED, E.SEND_MANAGE_LINK, S.AUTHORISED, (_tell("manage_link")[0],)
                 ),
             ),
             timers=(

@@ -13,6 +13,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from bot import __version__
+from bot.access_requests import resend_manage_link
 from bot.app import App
 from bot.errors import InvalidTransition, NotFound, TokenExpired, TokenInvalid
 from bot.events import InstanceView
@@ -25,6 +26,7 @@ log = logging.getLogger("cordee.web")
 APP = web.AppKey("cordee_app", App)
 LANGUAGES = ("fr", "en")
 ACTOR = "partner_contact:web"
+RENEW_SUFFIX = "/nouveau-lien"
 # A decision that can no longer be taken: 410 when the request itself is gone, 409 otherwise.
 GONE_STATES = frozenset({State.EXPIRED, State.CANCELLED})
 # The token is in the URL: nothing may cache the page or leak the address to another site.
@@ -65,6 +67,7 @@ def make_web_app(app: App) -> web.Application:
     # An empty or cut token still reaches the handler, which explains what went wrong.
     web_app.router.add_get(LINK_PATH + "{token:[^/]*}", show_link)
     web_app.router.add_post(LINK_PATH + "{token:[^/]*}", decide)
+    web_app.router.add_post(LINK_PATH + "{token:[^/]*}" + RENEW_SUFFIX, renew_manage_link)
     web_app.on_response_prepare.append(secure_headers)
     return web_app
 
@@ -107,6 +110,22 @@ async def decide(request: web.Request) -> web.Response:
     )
 
 
+async def renew_manage_link(request: web.Request) -> web.Response:
+    """From an expired « manage » link: email a fresh one to the contact on file (once a day)."""
+    language = await _language(request)
+    app = request.app[APP]
+    claim = app.renewable_claim(request.match_info["token"])
+    if claim is None or claim.workflow != NAME:
+        raise TokenInvalid("lien invalide")
+    try:
+        await resend_manage_link(app.engine, claim.public_id)
+    except InvalidTransition:
+        view = await app.engine.view(claim.public_id)
+        return _decided(request, language, claim.action, view)
+    # The same page whether or not a mail went out: the answer reveals nothing to a third party.
+    return _page(request, "link_renewed", language)
+
+
 @web.middleware
 async def error_pages(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn the expected failures into pages that say what to do next."""
@@ -119,7 +138,15 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
         return _page(request, "link_invalid", await _language(request), status=400)
     except TokenExpired:
         log.info("link rejected: expired token")
-        return _page(request, "link_expired", await _language(request), status=410)
+        token = request.match_info.get("token", "")
+        renewable = request.method == "GET" and request.app[APP].renewable_claim(token) is not None
+        return _page(
+            request,
+            "link_expired",
+            await _language(request),
+            status=410,
+            renew_action=f"{LINK_PATH}{token}{RENEW_SUFFIX}" if renewable else None,
+        )
     except NotFound:
         return _page(request, "not_found", await _language(request), status=404)
     except OperationalError as error:

@@ -511,3 +511,71 @@ async def test_logs_carry_no_token_and_no_personal_data(
     assert "decision recorded" in logged
     for secret in (links["authorise"].rsplit("/", 1)[1][:20], seed.contact_email, "Sud"):
         assert secret not in logged
+
+
+# ---------------------------------------------------------- manage link renewal
+
+
+async def test_an_expired_manage_link_offers_a_fresh_one_by_email(
+    site: Site, seed: Seed, mail: MemoryChannel, clock: FrozenClock
+) -> None:
+    reference, links = await site.send(seed, mail)
+    await site.post(links["authorise"])
+    manage = site.links(mail.sent[-1].text)["manage"]
+    clock.advance(site.app.link_lifetime("manage") + timedelta(days=1))
+
+    expired = await site.get(manage)
+    assert expired.status == 410
+    assert "Recevoir un nouveau lien" in expired.text
+    assert f'action="/lien/{manage.rsplit("/", 1)[1]}/nouveau-lien"' in expired.html
+    sent_before = len(mail.sent)
+
+    renewed = await site.post(manage + "/nouveau-lien")
+    assert renewed.status == 200
+    assert_secure(renewed)
+    assert "Un nouveau lien vous a été envoyé" in renewed.text
+    assert len(mail.sent) == sent_before + 1
+    fresh = mail.sent[-1]
+    assert fresh.recipient == seed.contact_email
+    assert "nouveau lien pour gérer le partage" in fresh.text
+    assert await site.state(reference) == "authorised"
+
+    # The fresh link works; asking again the same day sends nothing more.
+    assert (await site.get(site.links(fresh.text)["manage"])).status == 200
+    again = await site.post(manage + "/nouveau-lien")
+    assert again.status == 200
+    assert len(mail.sent) == sent_before + 1
+    clock.advance(timedelta(hours=25))
+    await site.post(manage + "/nouveau-lien")
+    assert len(mail.sent) == sent_before + 2
+
+
+async def test_only_genuine_manage_links_can_ask_for_a_fresh_one(
+    site: Site, seed: Seed, mail: MemoryChannel, clock: FrozenClock
+) -> None:
+    reference, links = await site.send(seed, mail)
+    manage = site.base + site.app.links.url(NAME, reference, "manage").removeprefix(PUBLIC_URL)
+    clock.advance(site.app.link_lifetime("authorise") + timedelta(days=1))
+    expired = await site.get(links["authorise"])
+    assert expired.status == 410
+    assert "Recevoir un nouveau lien" not in expired.text
+    tampered = manage[:-3] + ("xyz" if not manage.endswith("xyz") else "abc")
+    for url in (links["authorise"], tampered):
+        refused = await site.post(url + "/nouveau-lien")
+        assert refused.status == 400
+    assert len(mail.sent) == 1
+
+
+async def test_no_fresh_manage_link_once_sharing_has_stopped(
+    site: Site, seed: Seed, mail: MemoryChannel, clock: FrozenClock
+) -> None:
+    reference, links = await site.send(seed, mail)
+    await site.post(links["authorise"])
+    manage = site.links(mail.sent[-1].text)["manage"]
+    await site.post(manage)
+    assert await site.state(reference) == "revoked"
+    sent_before = len(mail.sent)
+    clock.advance(site.app.link_lifetime("manage") + timedelta(days=1))
+    page = await site.post(manage + "/nouveau-lien")
+    assert page.status == 409
+    assert len(mail.sent) == sent_before

@@ -21,7 +21,9 @@ ALLOWED = {
     (State.PENDING, Event.EXPIRE): State.EXPIRED,
     (State.PENDING, Event.CANCEL): State.CANCELLED,
     (State.AUTHORISED, Event.REVOKE): State.REVOKED,
+    (State.AUTHORISED, Event.SEND_MANAGE_LINK): State.AUTHORISED,
 }
+DECISIONS = [pair for pair in ALLOWED if pair[1] != Event.SEND_MANAGE_LINK]
 
 
 @pytest.mark.parametrize("state", list(State))
@@ -52,10 +54,16 @@ def test_authorising_enables_sharing_and_revoking_disables_it() -> None:
     assert not any(isinstance(effect, SetSharing) for effect in refused.effects)
 
 
-@pytest.mark.parametrize(("state", "event"), list(ALLOWED))
+@pytest.mark.parametrize(("state", "event"), DECISIONS)
 def test_every_outcome_reaches_both_the_partner_and_the_staff(state: State, event: Event) -> None:
     roles = {e.to for e in step(WORKFLOW, state, event, {}).effects if isinstance(e, Send)}
     assert roles == {Role.PARTNER_CONTACT, Role.CERTIFIER_STAFF}
+
+
+def test_a_fresh_manage_link_goes_to_the_partner_only_and_changes_nothing() -> None:
+    result = step(WORKFLOW, State.AUTHORISED, Event.SEND_MANAGE_LINK, {})
+    assert result.target == State.AUTHORISED
+    assert result.effects == (Send("access_request/partner/manage_link", Role.PARTNER_CONTACT),)
 
 
 def test_default_timers_remind_after_3_and_7_days_and_expire_after_30() -> None:

@@ -20,6 +20,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, selectinload
 
 from bot import __version__
@@ -70,6 +71,13 @@ def reported_errors() -> Iterator[None]:
         fail(str(error), 2)
     except CordeeError as error:
         fail(str(error), 1)
+    except OperationalError as error:
+        # The driver's message may carry the URL; name the setting instead.
+        fail(
+            f"base de données injoignable ou illisible ({type(error.orig).__name__}) : "
+            "vérifiez CORDEE_DATABASE_URL et que le serveur répond.",
+            2,
+        )
 
 
 def load(ctx: click.Context) -> Settings:
@@ -216,7 +224,14 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
             loop.add_signal_handler(signum, stop.set)
         try:
             app.check_database()
-            base = await app.serve(host, port)
+            try:
+                base = await app.serve(host, port)
+            except OSError as error:
+                raise ConfigError(
+                    f"impossible d'écouter sur {host or settings.host}:"
+                    f"{settings.port if port is None else port} ({error.strerror}) : "
+                    "choisissez un autre port avec CORDEE_PORT ou --port."
+                ) from error
             click.echo(f"Cordée écoute sur {base} — Ctrl+C pour arrêter.", err=True)
             click.echo(f"Liens envoyés par courriel : {app.links.public_url}", err=True)
             await stop.wait()

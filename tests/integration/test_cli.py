@@ -236,3 +236,28 @@ def test_python_dash_m_bot_runs_the_same_cli(tmp_path: Path) -> None:
     )
     assert result.returncode == 0
     assert "access-request" in result.stdout
+
+
+def test_an_unreachable_database_is_one_clear_line(cordee: Cordee) -> None:
+    result = cordee(
+        "access-request",
+        "list",
+        extra={"CORDEE_DATABASE_URL": "postgresql+psycopg://u:hunter2@127.0.0.1:1/x"},
+    )
+    assert result.exit_code == 2
+    assert "base de données injoignable" in result.stderr
+    assert "hunter2" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_busy_port_is_one_clear_line(cordee: Cordee, tmp_path: Path) -> None:
+    import socket
+
+    assert cordee("db", "upgrade").exit_code == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = cordee("serve", "--port", port)
+    assert result.exit_code == 2
+    assert f"impossible d'écouter sur 127.0.0.1:{port}" in result.stderr

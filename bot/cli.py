@@ -48,6 +48,7 @@ from bot.directory import (
 from bot.errors import ConfigError, CordeeError, InvalidInput
 from bot.events import InstanceView
 from bot.fsm import mermaid
+from bot.reply_cli import reply_group
 from bot.store.db import Database, upgrade
 from bot.store.models import Certification, Certifier, Organisation, OutboxMessage, Partnership
 from workflows import build_registry
@@ -818,3 +819,4 @@ def workflows_show(ctx: click.Context, name: str, as_mermaid: bool) -> None:
 
 
 cli.add_command(xml_group)
+cli.add_command(reply_group)

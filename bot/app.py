@@ -13,6 +13,7 @@ from aiohttp import web
 from bot.channels.base import Channel
 from bot.channels.console import ConsoleChannel
 from bot.channels.mail import MaildirChannel, ensure_maildir
+from bot.channels.maildir_inbox import MaildirInbox
 from bot.channels.smtp import SmtpChannel
 from bot.clock import Clock, SystemClock
 from bot.config import Settings, ensure_secret_key
@@ -40,6 +41,7 @@ class App:
     renderer: Renderer
     channels: Mapping[str, Channel]
     scheduler: Scheduler
+    inbox: MaildirInbox | None = None
     runners: list[web.AppRunner] = field(default_factory=list)
 
     def link_lifetime(self, action: str) -> timedelta:
@@ -93,6 +95,8 @@ class App:
             await channel.start(self._ignore_inbound)
         if scheduler:
             self.scheduler.start()
+            if self.inbox is not None:
+                await self.inbox.start(self.handle_mail)
         sockets = runner.addresses
         bound_host, bound_port = sockets[0][0], sockets[0][1]
         return f"http://{bound_host}:{bound_port}"
@@ -100,7 +104,14 @@ class App:
     async def _ignore_inbound(self, _inbound: object) -> None:
         return None
 
+    async def handle_mail(self, raw: bytes) -> object:
+        from bot.mail_intake import handle_reply
+
+        return await handle_reply(self.engine, raw)
+
     async def close(self) -> None:
+        if self.inbox is not None:
+            await self.inbox.stop()
         await self.scheduler.stop()
         for channel in self.channels.values():
             await channel.stop()
@@ -141,6 +152,7 @@ def build_app(
         renderer=renderer,
         channels=channels,
         scheduler=Scheduler(engine, settings.tick_seconds),
+        inbox=MaildirInbox(settings.effective_inbox_dir),
     )
 
 

@@ -741,6 +741,27 @@ def access_request_show(ctx: click.Context, reference: str, as_json: bool) -> No
         )
 
 
+# -------------------------------------------------------------------------- mail
+
+
+@cli.group("mail")
+def mail_group() -> None:
+    """Courriels entrants."""
+
+
+@mail_group.command("fetch")
+@click.pass_context
+def mail_fetch(ctx: click.Context) -> None:
+    """Traite maintenant les réponses arrivées dans la boîte de réception (Maildir)."""
+
+    async def work(app: App) -> int:
+        assert app.inbox is not None  # noqa: S101 - build_app always sets it
+        return await app.inbox.poll(app.handle_mail)
+
+    handled = run_with_app(ctx, work)
+    click.echo(f"{handled} message(s) traité(s).")
+
+
 # ------------------------------------------------------------------ notifications
 
 

@@ -28,6 +28,7 @@ class Event(StrEnum):
     CANCEL = "cancel"
     REVOKE = "revoke"
     SEND_MANAGE_LINK = "send_manage_link"
+    UNCLEAR_REPLY = "unclear_reply"
 
 
 PARTNER, STAFF = Role.PARTNER_CONTACT, Role.CERTIFIER_STAFF
@@ -53,6 +54,8 @@ def build(reminders: tuple[timedelta, ...], expiry: timedelta) -> Workflow:
             start_effects=_tell("request", "sent"),
             transitions=(
                 Transition(S.PENDING, E.REMIND, S.PENDING, _tell("reminder", "reminded")),
+                # A reply we could not read as a clear yes or no: a short help, nothing decided.
+                Transition(S.PENDING, E.UNCLEAR_REPLY, S.PENDING, (_tell("unclear_reply")[0],)),
                 Transition(
                     S.PENDING, E.AUTHORISE, S.AUTHORISED, (SetSharing(True), *_tell("authorised"))
                 ),

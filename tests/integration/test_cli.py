@@ -261,3 +261,28 @@ def test_a_busy_port_is_one_clear_line(cordee: Cordee, tmp_path: Path) -> None:
         result = cordee("serve", "--port", port)
     assert result.exit_code == 2
     assert f"impossible d'écouter sur 127.0.0.1:{port}" in result.stderr
+
+
+def test_a_reply_dropped_in_the_inbox_is_applied(cordee: Cordee, env: dict[str, str]) -> None:
+    setup_partner(cordee)
+    sent = cordee("access-request", "send", "--certifier", "1", "--partner", "1", "--json")
+    reference = json.loads(sent.output[sent.output.index("{\n") :])["reference"]
+    [request] = outbox(env)
+    answer = EmailMessage()
+    answer["From"] = str(request["To"])
+    answer["To"] = str(request["From"])
+    answer["Subject"] = "RE: " + str(request["Subject"])
+    answer["In-Reply-To"] = str(request["Message-ID"])
+    answer["Message-ID"] = "<answer-1@formations-sud.example>"
+    answer.set_content("Bon pour accord.\n\nClaire Martin\n")
+    inbox = Path(env["CORDEE_DATA_DIR"]) / "inbox" / "new"
+    (inbox / "1.answer.eml").write_bytes(bytes(answer))
+
+    fetched = cordee("mail", "fetch")
+    assert fetched.exit_code == 0, fetched.stderr
+    assert "1 message(s) traité(s)" in fetched.output
+    shown = json.loads(cordee("access-request", "show", reference, "--json").output)
+    assert shown["state"] == "authorised"
+    assert shown["history"][-1]["actor"] == "partner_contact:mail"
+    assert len(outbox(env)) == 2  # the confirmation with its « gérer le partage » link
+    assert cordee("mail", "fetch").output.startswith("0 message")

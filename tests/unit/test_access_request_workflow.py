@@ -22,8 +22,10 @@ ALLOWED = {
     (State.PENDING, Event.CANCEL): State.CANCELLED,
     (State.AUTHORISED, Event.REVOKE): State.REVOKED,
     (State.AUTHORISED, Event.SEND_MANAGE_LINK): State.AUTHORISED,
+    (State.PENDING, Event.UNCLEAR_REPLY): State.PENDING,
 }
-DECISIONS = [pair for pair in ALLOWED if pair[1] != Event.SEND_MANAGE_LINK]
+PARTNER_ONLY = {Event.SEND_MANAGE_LINK, Event.UNCLEAR_REPLY}
+DECISIONS = [pair for pair in ALLOWED if pair[1] not in PARTNER_ONLY]
 
 
 @pytest.mark.parametrize("state", list(State))
@@ -64,6 +66,12 @@ def test_a_fresh_manage_link_goes_to_the_partner_only_and_changes_nothing() -> N
     result = step(WORKFLOW, State.AUTHORISED, Event.SEND_MANAGE_LINK, {})
     assert result.target == State.AUTHORISED
     assert result.effects == (Send("access_request/partner/manage_link", Role.PARTNER_CONTACT),)
+
+
+def test_an_unclear_reply_gets_help_and_decides_nothing() -> None:
+    result = step(WORKFLOW, State.PENDING, Event.UNCLEAR_REPLY, {})
+    assert result.target == State.PENDING
+    assert result.effects == (Send("access_request/partner/unclear_reply", Role.PARTNER_CONTACT),)
 
 
 def test_default_timers_remind_after_3_and_7_days_and_expire_after_30() -> None:

@@ -46,7 +46,7 @@ def context(**overrides: Any) -> dict[str, Any]:
 
 
 def test_workflows_reference_messages() -> None:
-    assert len(MESSAGES) == 15
+    assert len(MESSAGES) == 16
 
 
 @pytest.mark.parametrize("language", LANGUAGES)

@@ -1,0 +1,117 @@
+"""Replies by email: correlated by our Message-ID, counted only from the invited address."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+
+from bot.access_requests import send_request
+from bot.app import App
+from bot.channels.maildir_inbox import MaildirInbox
+from bot.channels.memory import MemoryChannel
+from bot.mail_intake import Intake, handle_reply
+from tests.conftest import T0
+from tests.support.builders import Seed
+
+
+def reply(
+    answered: str,
+    body: str,
+    *,
+    sender: str = "Claire Martin <claire.martin@formations-sud.example>",
+    headers: dict[str, str] | None = None,
+) -> bytes:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = "ne-pas-repondre@cordee.localhost"
+    message["Subject"] = "RE: Certif & Co vous demande l'accès à vos dossiers de formation"
+    message["Date"] = format_datetime(T0)
+    message["Message-ID"] = "<reply-1@formations-sud.example>"
+    message["In-Reply-To"] = answered
+    message["References"] = answered
+    for name, value in (headers or {}).items():
+        message[name] = value
+    quoted = "\n".join(f"> {line}" for line in ["Pour autoriser l'accès :", "https://x/lien/abc"])
+    message.set_content(f"{body}\n\nLe 23 nov. 2026 à 10:00, Cordée a écrit :\n{quoted}\n")
+    return bytes(message)
+
+
+async def start(app: App, seed: Seed, mail: MemoryChannel) -> tuple[str, str]:
+    view = await send_request(
+        app.engine, certifier=str(seed.certifier_id), partner=str(seed.organisation_id)
+    )
+    return view.public_id, mail.sent[-1].message_id
+
+
+async def test_a_clear_yes_from_the_contact_authorises(
+    app: App, seed: Seed, mail: MemoryChannel, staff: MemoryChannel
+) -> None:
+    reference, message_id = await start(app, seed, mail)
+    assert await handle_reply(app.engine, reply(message_id, "Oui, j'autorise.")) == Intake.APPLIED
+    view = await app.engine.view(reference, history=True)
+    assert view.state == "authorised"
+    assert view.history[-1].actor == "partner_contact:mail"
+    assert "/lien/" in mail.sent[-1].text  # the confirmation with its manage link
+    assert len(staff.sent) == 2
+
+
+async def test_a_clear_no_refuses(app: App, seed: Seed, mail: MemoryChannel) -> None:
+    reference, message_id = await start(app, seed, mail)
+    assert await handle_reply(app.engine, reply(message_id, "Non merci.")) == Intake.APPLIED
+    assert (await app.engine.view(reference)).state == "refused"
+
+
+async def test_a_reply_from_another_address_decides_nothing(
+    app: App, seed: Seed, mail: MemoryChannel
+) -> None:
+    reference, message_id = await start(app, seed, mail)
+    forged = reply(message_id, "Oui", sender="intrus@example.org")
+    assert await handle_reply(app.engine, forged) == Intake.WRONG_SENDER
+    assert (await app.engine.view(reference)).state == "pending"
+    assert len(mail.sent) == 1
+
+
+async def test_an_unclear_reply_gets_one_polite_help_and_changes_nothing(
+    app: App, seed: Seed, mail: MemoryChannel
+) -> None:
+    reference, message_id = await start(app, seed, mail)
+    unclear = reply(message_id, "Oui mais de quoi s'agit-il exactement ?")
+    assert await handle_reply(app.engine, unclear) == Intake.UNCLEAR
+    help_mail = mail.sent[-1]
+    assert help_mail.recipient == seed.contact_email
+    assert "rien n'a été enregistré" in help_mail.text
+    assert help_mail.text.count("/lien/") == 2
+    assert await handle_reply(app.engine, unclear) == Intake.UNCLEAR_ALREADY_HELPED
+    assert len(mail.sent) == 2
+    assert (await app.engine.view(reference)).state == "pending"
+
+
+async def test_auto_replies_unmatched_and_late_replies_decide_nothing(
+    app: App, seed: Seed, mail: MemoryChannel
+) -> None:
+    reference, message_id = await start(app, seed, mail)
+    away = reply(message_id, "Oui", headers={"Auto-Submitted": "auto-replied"})
+    assert await handle_reply(app.engine, away) == Intake.AUTO_REPLY
+    stranger = reply("<unknown@example.org>", "Oui")
+    assert await handle_reply(app.engine, stranger) == Intake.UNMATCHED
+    assert (await app.engine.view(reference)).state == "pending"
+    await app.engine.fire(reference, "refuse", actor="partner_contact:web")
+    late = reply(message_id, "Oui, j'autorise.")
+    assert await handle_reply(app.engine, late) == Intake.ALREADY_DECIDED
+    assert (await app.engine.view(reference)).state == "refused"
+
+
+async def test_the_maildir_inbox_handles_each_message_once(
+    app: App, seed: Seed, mail: MemoryChannel, tmp_path: Path
+) -> None:
+    reference, message_id = await start(app, seed, mail)
+    inbox = MaildirInbox(tmp_path / "inbox")
+    await inbox.poll(app.handle_mail)
+    (tmp_path / "inbox" / "new" / "1.reply.eml").write_bytes(reply(message_id, "D'accord."))
+    (tmp_path / "inbox" / "new" / "2.junk.eml").write_bytes(b"\x00\xff not a mail")
+    assert await inbox.poll(app.handle_mail) == 2
+    assert await inbox.poll(app.handle_mail) == 0
+    assert (await app.engine.view(reference)).state == "authorised"
+    filed = sorted(p.name for p in (tmp_path / "inbox" / "cur").iterdir())
+    assert filed == ["1.reply.eml:2,S", "2.junk.eml:2,F"]

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -496,6 +496,32 @@ class Engine:
         backoff = min(30 * 2 ** (row.attempts - 1), 3600)
         jitter = random.uniform(0, backoff / 4)  # noqa: S311 - spreading retries, not security
         row.next_attempt_at = self.clock.now() + timedelta(seconds=backoff + jitter)
+
+    async def report_bounce(self, address: str, reason: str) -> bool:
+        """A permanent bounce: the address is undeliverable and the last mail to it failed.
+
+        Returns True when this bounce was news (the staff are told once per message).
+        """
+        return await self.db.run(lambda s: self._bounce_tx(s, address.lower(), reason))
+
+    def _bounce_tx(self, session: Session, address: str, reason: str) -> bool:
+        session.execute(
+            update(Contact).where(func.lower(Contact.email) == address).values(undeliverable=True)
+        )
+        last = session.scalars(
+            select(OutboxMessage)
+            .where(
+                func.lower(OutboxMessage.recipient) == address,
+                OutboxMessage.role == Role.PARTNER_CONTACT.value,
+                OutboxMessage.status == "sent",
+            )
+            .order_by(OutboxMessage.id.desc())
+            .limit(1)
+        ).one_or_none()
+        if last is None:
+            return False
+        self._fail(session, last, reason)
+        return True
 
     # ------------------------------------------------------------------ views
 

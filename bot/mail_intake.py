@@ -29,6 +29,7 @@ class Intake(StrEnum):
     ALREADY_DECIDED = "already_decided"
     AUTO_REPLY = "auto_reply"
     BOUNCE = "bounce"
+    HARD_BOUNCE = "hard_bounce"
     UNMATCHED = "unmatched"
     WRONG_SENDER = "wrong_sender"
 
@@ -54,6 +55,12 @@ async def handle_reply(engine: Engine, raw: bytes) -> Intake:
     """Apply one reply. Only a clear answer from the invited address decides anything."""
     parsed = parse_message(raw)
     if parsed.bounce:
+        if parsed.bounce_permanent and parsed.bounced_recipient:
+            await engine.report_bounce(
+                parsed.bounced_recipient, "adresse refusée (avis de non-remise)"
+            )
+            await engine.deliver()
+            return _logged(Intake.HARD_BOUNCE)
         return _logged(Intake.BOUNCE)
     if parsed.auto_reply:
         return _logged(Intake.AUTO_REPLY)

@@ -6,10 +6,13 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
 
+import pytest
+
 from bot.access_requests import send_request
 from bot.app import App
 from bot.channels.maildir_inbox import MaildirInbox
 from bot.channels.memory import MemoryChannel
+from bot.errors import InvalidInput
 from bot.mail_intake import Intake, handle_reply
 from tests.conftest import T0
 from tests.support.builders import Seed
@@ -115,3 +118,34 @@ async def test_the_maildir_inbox_handles_each_message_once(
     assert (await app.engine.view(reference)).state == "authorised"
     filed = sorted(p.name for p in (tmp_path / "inbox" / "cur").iterdir())
     assert filed == ["1.reply.eml:2,S", "2.junk.eml:2,F"]
+
+
+CORPUS = Path(__file__).resolve().parents[1] / "data" / "replies"
+
+
+def bounce_for(name: str, address: str) -> bytes:
+    raw = (CORPUS / name).read_bytes()
+    return raw.replace(b"claire.martin@formations-sud.example.fr", address.encode())
+
+
+async def test_a_hard_bounce_marks_the_address_and_tells_the_staff_once(
+    app: App, seed: Seed, mail: MemoryChannel, staff: MemoryChannel
+) -> None:
+    reference, _ = await start(app, seed, mail)
+    delayed = bounce_for("bounce-dsn-delayed.eml", seed.contact_email)
+    assert await handle_reply(app.engine, delayed) == Intake.BOUNCE
+    assert len(staff.sent) == 1
+
+    hard = bounce_for("bounce-dsn-permanent.eml", seed.contact_email)
+    assert await handle_reply(app.engine, hard) == Intake.HARD_BOUNCE
+    notice = staff.sent[-1]
+    assert notice.subject.startswith("Courriel non remis à Formations <Sud>")
+    assert seed.contact_email in notice.text
+    assert await handle_reply(app.engine, hard) == Intake.HARD_BOUNCE
+    assert len(staff.sent) == 2
+
+    await app.engine.fire(reference, "cancel", actor="cli")
+    with pytest.raises(InvalidInput, match="aucun contact joignable"):
+        await send_request(
+            app.engine, certifier=str(seed.certifier_id), partner=str(seed.organisation_id)
+        )

@@ -20,6 +20,7 @@ from bot.config import Settings, ensure_secret_key
 from bot.engine import Engine
 from bot.errors import ConfigError, TokenError, TokenExpired
 from bot.links import LinkClaim, LinkSigner
+from bot.mail_intake import handle_reply
 from bot.render import Renderer, default_renderer
 from bot.scheduler import Scheduler
 from bot.store.db import Database, head_revision
@@ -105,8 +106,6 @@ class App:
         return None
 
     async def handle_mail(self, raw: bytes) -> object:
-        from bot.mail_intake import handle_reply
-
         return await handle_reply(self.engine, raw)
 
     async def close(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -24,6 +25,7 @@ class MaildirInbox:
         self.directory = directory
         self.poll_seconds = poll_seconds
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     async def poll(self, handler: Handler) -> int:
         """Handle every message waiting in new/; return how many were handled."""
@@ -40,15 +42,20 @@ class MaildirInbox:
         return len(waiting)
 
     async def start(self, handler: Handler) -> None:
+        self._stopping.clear()
+
         async def loop() -> None:
-            while True:
+            while not self._stopping.is_set():
                 await self.poll(handler)
-                await asyncio.sleep(self.poll_seconds)
+                # Sleep, but wake at once when asked to stop.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self.poll_seconds)
 
         self._task = asyncio.create_task(loop())
 
     async def stop(self) -> None:
+        """Let a message being handled finish (never abandon its transaction), then stop."""
+        self._stopping.set()
         if self._task is not None:
-            self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None

@@ -140,19 +140,6 @@ def find_organisation(session: Session, reference: str) -> Organisation:
     return organisation
 
 
-def find_certification(session: Session, code: str) -> Certification:
-    _, normalised = check_certification_code(code)
-    certification = session.scalars(
-        select(Certification).where(Certification.code == normalised)
-    ).one_or_none()
-    if certification is None:
-        raise NotFound(
-            f"Certification « {normalised} » introuvable. "
-            "Ajoutez-la avec `cordee certification add`."
-        )
-    return certification
-
-
 def find_partnership(
     session: Session, certifier: Certifier, organisation: Organisation
 ) -> Partnership:

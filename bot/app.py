@@ -12,6 +12,7 @@ from aiohttp import web
 
 from bot.channels.base import Channel
 from bot.channels.console import ConsoleChannel
+from bot.channels.imap_inbox import ImapInbox
 from bot.channels.mail import MaildirChannel, ensure_maildir
 from bot.channels.maildir_inbox import MaildirInbox
 from bot.channels.smtp import SmtpChannel
@@ -42,7 +43,7 @@ class App:
     renderer: Renderer
     channels: Mapping[str, Channel]
     scheduler: Scheduler
-    inbox: MaildirInbox | None = None
+    inbox: MaildirInbox | ImapInbox | None = None
     runners: list[web.AppRunner] = field(default_factory=list)
 
     def link_lifetime(self, action: str) -> timedelta:
@@ -151,7 +152,7 @@ def build_app(
         renderer=renderer,
         channels=channels,
         scheduler=Scheduler(engine, settings.tick_seconds),
-        inbox=MaildirInbox(settings.effective_inbox_dir),
+        inbox=_inbox(settings, db),
     )
 
 
@@ -169,6 +170,22 @@ def _mail_channel(settings: Settings) -> Channel:
         )
     ensure_maildir(settings.effective_outbox_dir)
     return MaildirChannel(settings.effective_outbox_dir, settings.mail_from)
+
+
+def _inbox(settings: Settings, db: Database) -> MaildirInbox | ImapInbox:
+    """IMAP when a server is configured, else the Maildir inbox of the embedded default."""
+    if not settings.imap_host:
+        return MaildirInbox(settings.effective_inbox_dir)
+    return ImapInbox(
+        settings.imap_host,
+        settings.imap_port,
+        security=settings.imap_security,
+        username=settings.imap_username,
+        password=settings.imap_password.get_secret_value() if settings.imap_password else "",
+        folder=settings.imap_folder,
+        db=db,
+        poll_seconds=settings.imap_poll_seconds,
+    )
 
 
 def _domain_of(mail_from: str) -> str:

@@ -214,8 +214,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Lance le serveur web et les rappels programmés."""
     settings = load(ctx)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # One line per scheduled run, or per schema check, would drown what matters.
-    for chatty in ("apscheduler", "alembic"):
+    # One line per scheduled run or schema check would drown what matters, and aioimaplib's
+    # debug lines carry message content (personal data).
+    for chatty in ("apscheduler", "alembic", "aioimaplib"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
 
     async def main() -> None:

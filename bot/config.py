@@ -58,6 +58,26 @@ class Settings(BaseModel):
     )
     smtp_username: str = Field("", description="l'identifiant SMTP (vide : sans authentification)")
     smtp_password: SecretStr | None = Field(None, description="le mot de passe SMTP")
+    imap_host: str = Field(
+        "", description="le nom du serveur IMAP (vide : courriels lus dans le Maildir)"
+    )
+    imap_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="un port entre 1 et 65535 (0 : 143 ou 993 selon la sécurité)",
+    )
+    imap_security: Literal["none", "starttls", "tls"] = Field(
+        "tls", description="none, starttls ou tls"
+    )
+    imap_username: str = Field("", description="l'identifiant IMAP")
+    imap_password: SecretStr | None = Field(None, description="le mot de passe IMAP")
+    imap_folder: str = Field(
+        "INBOX", min_length=1, description="un nom de dossier IMAP, par ex. INBOX"
+    )
+    imap_poll_seconds: float = Field(
+        30.0, gt=0, le=3600, description="un nombre de secondes entre 0 et 3600"
+    )
     language: Literal["fr", "en"] = Field("fr", description="fr ou en")
     access_request_reminder_days: tuple[int, ...] = Field(
         (3, 7), description="des nombres de jours séparés par des virgules, par ex. 3,7"

@@ -1,0 +1,415 @@
+"""Incoming mail from an IMAP folder: read by UID, each message handled once, then marked seen.
+
+Where to start reading again is kept in the database per (host, username, folder): the folder's
+UIDVALIDITY and the last UID handled. Each handled message also leaves its Message-ID in
+`processed_mail`, in the same transaction as the cursor, so a UIDVALIDITY change (the folder was
+rebuilt: every UID is new) rereads the folder without applying anything twice.
+
+The background loop keeps one connection: it reads what is new, then waits in IDLE when the
+server offers it (renewed before the 29-minute limit of RFC 2177), else sleeps `poll_seconds`.
+A lost connection is retried with capped exponential backoff and jitter. Logs never carry
+addresses, subjects, Message-IDs or passwords: only UIDs, counts and error types.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.parser
+import email.policy
+import hashlib
+import logging
+import random
+import re
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from aioimaplib import aioimaplib  # type: ignore[import-untyped]
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from bot.errors import ChannelUnavailable, CordeeError
+from bot.store.db import Database
+from bot.store.models import MailboxCursor, ProcessedMail
+
+log = logging.getLogger("cordee.inbox")
+
+Handler = Callable[[bytes], Awaitable[object]]
+Security = Literal["none", "starttls", "tls"]
+
+# Renew IDLE well before servers drop it (RFC 2177: at least every 29 minutes).
+IDLE_RENEW_SECONDS = 25 * 60.0
+BACKOFF_FIRST_SECONDS = 1.0
+BACKOFF_MAX_SECONDS = 300.0
+COMMAND_TIMEOUT_SECONDS = 60.0
+LOGOUT_TIMEOUT_SECONDS = 5.0
+
+_UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]", re.IGNORECASE)
+_FETCH_WITH_LITERAL = re.compile(rb"^\d+ FETCH \(.*\{\d+\}$", re.IGNORECASE)
+_UID = re.compile(rb"\bUID (\d+)", re.IGNORECASE)
+_HEADER_PARSER = email.parser.BytesHeaderParser(policy=email.policy.compat32)
+
+# What a lost or refused connection looks like from aioimaplib and asyncio.
+CONNECTION_ERRORS = (OSError, TimeoutError, ssl.SSLError, aioimaplib.AioImapException)
+
+
+@dataclass(frozen=True)
+class _Connection:
+    client: Any  # aioimaplib.IMAP4, untyped
+    uidvalidity: int
+    lost: asyncio.Event
+
+
+@dataclass(frozen=True)
+class FetchedMessage:
+    uid: int
+    raw: bytes
+
+
+def parse_fetch(lines: Sequence[Any]) -> list[FetchedMessage]:
+    """(UID, bytes) of each message in a `UID FETCH … (BODY.PEEK[])` answer, in UID order.
+
+    aioimaplib gives the line announcing a literal, the literal itself, then the rest of the
+    line; the UID may be on either side of the literal depending on the server.
+    """
+    found: dict[int, bytes] = {}
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        if (
+            isinstance(line, bytes | bytearray)
+            and _FETCH_WITH_LITERAL.match(bytes(line))
+            and index + 1 < len(lines)
+        ):
+            literal = bytes(lines[index + 1])
+            tail = lines[index + 2] if index + 2 < len(lines) else b""
+            uid = _UID.search(bytes(line)) or _UID.search(bytes(tail))
+            if uid is not None:
+                found[int(uid.group(1))] = literal
+            index += 3
+            continue
+        index += 1
+    return [FetchedMessage(uid, found[uid]) for uid in sorted(found)]
+
+
+def dedupe_key(raw: bytes) -> str:
+    """The Message-ID, or a digest of the whole message when it has none."""
+    try:
+        value = _HEADER_PARSER.parsebytes(raw).get("Message-ID")
+    except (ValueError, UnicodeError):
+        value = None
+    message_id = str(value).strip() if value is not None else ""
+    if message_id:
+        return message_id[:998]
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def backoff_delays(
+    first: float = BACKOFF_FIRST_SECONDS, cap: float = BACKOFF_MAX_SECONDS
+) -> Iterator[float]:
+    """Capped exponential backoff with full jitter: 0..1, 0..2, 0..4 … 0..cap seconds."""
+    ceiling = first
+    while True:
+        yield random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not cryptography
+        ceiling = min(cap, ceiling * 2)
+
+
+class ImapInbox:
+    """Reads one IMAP folder; same interface as MaildirInbox: poll(), start(), stop()."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int = 0,
+        *,
+        security: Security = "tls",
+        username: str,
+        password: str,
+        folder: str = "INBOX",
+        db: Database,
+        poll_seconds: float = 30.0,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port or (993 if security == "tls" else 143)
+        self.security = security
+        self.username = username
+        self._password = password
+        self.folder = folder
+        self.db = db
+        self.poll_seconds = poll_seconds
+        self.tls_context = tls_context
+        self.idle_renew_seconds = IDLE_RENEW_SECONDS
+        self.mailbox_key = f"imap://{username}@{host}:{self.port}/{folder}"
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:  # never show the password
+        return f"ImapInbox({self.host!r}, {self.port}, folder={self.folder!r})"
+
+    # -- one pass --------------------------------------------------------------------------
+
+    async def poll(self, handler: Handler) -> int:
+        """Connect, handle every new message, disconnect; return how many were handled."""
+        async with self._connected() as connection:
+            return await self._read_new(connection.client, connection.uidvalidity, handler)
+
+    # -- background loop -------------------------------------------------------------------
+
+    async def start(self, handler: Handler) -> None:
+        self._stopping.clear()
+        self._task = asyncio.create_task(self._run(handler))
+
+    async def stop(self) -> None:
+        """Let a message being handled finish (never abandon its transaction), then stop."""
+        self._stopping.set()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self, handler: Handler) -> None:
+        """Read, wait (IDLE or sleep), read again; on an outage of the server or the database,
+        retry after a capped, jittered, growing delay."""
+        delays = backoff_delays()
+        while not self._stopping.is_set():
+            try:
+                async with self._connected() as connection:
+                    delays = backoff_delays()  # connected: the next failure starts small again
+                    client = connection.client
+                    while not self._stopping.is_set():
+                        await self._read_new(client, connection.uidvalidity, handler)
+                        if client.has_capability("IDLE"):
+                            await self._idle(connection)
+                        else:
+                            await self._sleep(self.poll_seconds)
+                        if connection.lost.is_set():
+                            raise ChannelUnavailable(f"{self.host} : connexion IMAP perdue")
+            except (ChannelUnavailable, OperationalError) as error:
+                delay = next(delays)
+                cause = error.__cause__ or error
+                log.warning(
+                    "imap %s: unavailable (%s); retrying in %.1f s",
+                    self.host,
+                    type(cause).__name__,
+                    delay,
+                )
+                await self._sleep(delay)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, but wake at once when asked to stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _idle(self, connection: _Connection) -> None:
+        """Wait in IDLE until new mail arrives, the renewal time comes, the connection drops
+        or stop() is called."""
+        client = connection.client
+        idle = await client.idle_start(timeout=self.idle_renew_seconds)
+        waiters = {
+            asyncio.ensure_future(self._stopping.wait()),
+            asyncio.ensure_future(connection.lost.wait()),
+        }
+        try:
+            while True:
+                push = asyncio.ensure_future(client.wait_server_push(self.idle_renew_seconds + 60))
+                done, _ = await asyncio.wait({push, *waiters}, return_when=asyncio.FIRST_COMPLETED)
+                if push not in done:
+                    push.cancel()
+                    break
+                lines = push.result()
+                if lines == aioimaplib.STOP_WAIT_SERVER_PUSH or any(
+                    b"EXISTS" in bytes(line) or b"BYE" in bytes(line) for line in lines
+                ):
+                    break  # renewal time, new mail, or the server is leaving
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        if not connection.lost.is_set():
+            client.idle_done()
+            lost = asyncio.ensure_future(connection.lost.wait())
+            await asyncio.wait(
+                {idle, lost}, timeout=COMMAND_TIMEOUT_SECONDS, return_when=asyncio.FIRST_COMPLETED
+            )
+            lost.cancel()
+        if not idle.done():  # the server left (BYE, restart) or never ended IDLE
+            idle.cancel()
+            raise ChannelUnavailable(f"{self.host} : connexion IMAP perdue")
+
+    # -- connection ------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _connected(self) -> AsyncIterator[_Connection]:
+        """A logged-in client with the folder selected, and the folder's UIDVALIDITY."""
+        lost = asyncio.Event()
+        context = self._tls_context() if self.security == "tls" else None
+        client = aioimaplib.IMAP4(
+            self.host,
+            self.port,
+            timeout=COMMAND_TIMEOUT_SECONDS,
+            conn_lost_cb=lambda _exc: lost.set(),
+            ssl_context=context,
+        )
+        healthy = False  # logged in, and no connection error since
+        try:
+            await client.wait_hello_from_server()
+            if self.security == "starttls":
+                await self._starttls(client)
+            response = await client.login(self.username, self._password)
+            if response.result != "OK":
+                raise ChannelUnavailable(f"{self.host} : identifiant ou mot de passe IMAP refusé")
+            healthy = True
+            response = await client.select(_quote_mailbox(self.folder))
+            if response.result != "OK":
+                raise ChannelUnavailable(f"{self.host} : dossier IMAP introuvable")
+            yield _Connection(client, _uidvalidity(response.lines), lost)
+        except ChannelUnavailable:
+            healthy = False
+            raise
+        except CONNECTION_ERRORS as error:
+            healthy = False
+            raise ChannelUnavailable(
+                f"{self.host} : serveur IMAP injoignable ({type(error).__name__})"
+            ) from error
+        finally:
+            if healthy and not lost.is_set():
+                with contextlib.suppress(*CONNECTION_ERRORS):
+                    await asyncio.wait_for(client.logout(), LOGOUT_TIMEOUT_SECONDS)
+            transport = client.protocol.transport
+            if transport is not None:
+                transport.close()
+
+    def _tls_context(self) -> ssl.SSLContext:
+        return self.tls_context or ssl.create_default_context()
+
+    async def _starttls(self, client: Any) -> None:
+        """aioimaplib has no STARTTLS: send the command, then upgrade the same transport."""
+        protocol = client.protocol
+        if "STARTTLS" not in protocol.capabilities:
+            raise ChannelUnavailable(f"{self.host} : le serveur IMAP ne propose pas STARTTLS")
+        response = await asyncio.wait_for(
+            protocol.execute(aioimaplib.Command("STARTTLS", protocol.new_tag())),
+            COMMAND_TIMEOUT_SECONDS,
+        )
+        if response.result != "OK":
+            raise ChannelUnavailable(f"{self.host} : STARTTLS refusé")
+        loop = asyncio.get_running_loop()
+        protocol.transport = await loop.start_tls(
+            protocol.transport, protocol, self._tls_context(), server_hostname=self.host
+        )
+        # Capabilities announced before TLS must not be trusted (RFC 3501 §6.2.1).
+        await asyncio.wait_for(protocol.capability(), COMMAND_TIMEOUT_SECONDS)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def _read_new(self, client: Any, uidvalidity: int, handler: Handler) -> int:
+        async with self._lock:
+            cursor = await self.db.run(self._load_cursor)
+            last_uid = 0
+            if cursor is not None and cursor[0] == uidvalidity:
+                last_uid = cursor[1]
+            elif cursor is not None:
+                log.warning(
+                    "imap %s: UIDVALIDITY changed; rereading the folder (Message-IDs dedupe)",
+                    self.host,
+                )
+            response = await client.uid("fetch", f"{last_uid + 1}:*", "(BODY.PEEK[])")
+            if response.result != "OK":
+                raise ChannelUnavailable(f"{self.host} : lecture IMAP refusée")
+            # `n:*` always includes the last message, even when it is older than n.
+            fresh = [m for m in parse_fetch(response.lines) if m.uid > last_uid]
+            handled = 0
+            for message in fresh:
+                if await self._handle_one(client, uidvalidity, message, handler):
+                    handled += 1
+            return handled
+
+    async def _handle_one(
+        self, client: Any, uidvalidity: int, message: FetchedMessage, handler: Handler
+    ) -> bool:
+        """Handle one message unless its Message-ID was already handled; True when handled."""
+        key = dedupe_key(message.raw)
+        if await self.db.run(lambda s: _already_processed(s, key)):
+            log.info("imap %s: UID %d already handled; skipped", self.host, message.uid)
+            await self.db.run(lambda s: self._save(s, uidvalidity, message.uid, None))
+            await self._flag(client, message.uid, "\\Seen")
+            return False
+        flag = "\\Seen"
+        try:
+            await handler(message.raw)
+        except (CordeeError, ValueError, UnicodeError) as error:
+            log.error(
+                "imap %s: UID %d could not be handled (%s)",
+                self.host,
+                message.uid,
+                type(error).__name__,
+            )
+            flag = "\\Flagged"  # for a person to look at, instead of failing at every pass
+        await self.db.run(lambda s: self._save(s, uidvalidity, message.uid, key))
+        await self._flag(client, message.uid, flag)
+        return True
+
+    async def _flag(self, client: Any, uid: int, flag: str) -> None:
+        """Best effort: the cursor, not the flag, is what prevents handling a message twice."""
+        try:
+            await client.uid("store", str(uid), "+FLAGS.SILENT", f"({flag})")
+        except (*CONNECTION_ERRORS, TimeoutError) as error:
+            log.warning("imap %s: UID %d not flagged (%s)", self.host, uid, type(error).__name__)
+
+    # -- store -----------------------------------------------------------------------------
+
+    def _load_cursor(self, session: Session) -> tuple[int, int] | None:
+        row = session.execute(
+            select(MailboxCursor.uidvalidity, MailboxCursor.last_uid).where(
+                MailboxCursor.mailbox == self.mailbox_key
+            )
+        ).first()
+        return (row[0], row[1]) if row else None
+
+    def _save(self, session: Session, uidvalidity: int, uid: int, key: str | None) -> None:
+        """Advance the cursor and record the Message-ID, in one transaction."""
+        now = datetime.now(UTC)
+        if key is not None and not _already_processed(session, key):
+            session.add(ProcessedMail(message_id=key, received_at=now))
+        cursor = session.scalars(
+            select(MailboxCursor).where(MailboxCursor.mailbox == self.mailbox_key)
+        ).first()
+        if cursor is None:
+            session.add(
+                MailboxCursor(
+                    mailbox=self.mailbox_key, uidvalidity=uidvalidity, last_uid=uid, updated_at=now
+                )
+            )
+            return
+        if cursor.uidvalidity != uidvalidity:
+            cursor.uidvalidity, cursor.last_uid = uidvalidity, uid
+        else:
+            cursor.last_uid = max(cursor.last_uid, uid)
+        cursor.updated_at = now
+
+
+def _already_processed(session: Session, key: str) -> bool:
+    found = session.scalars(
+        select(ProcessedMail.id).where(ProcessedMail.message_id == key).limit(1)
+    ).first()
+    return found is not None
+
+
+def _uidvalidity(lines: Sequence[Any]) -> int:
+    for line in lines:
+        if isinstance(line, bytes | bytearray):
+            match = _UIDVALIDITY.search(bytes(line))
+            if match:
+                return int(match.group(1))
+    raise ChannelUnavailable("le serveur IMAP n'a pas donné d'UIDVALIDITY")
+
+
+def _quote_mailbox(folder: str) -> str:
+    """A folder name as an IMAP quoted string (spaces are common: « Boîte de réception »)."""
+    if re.fullmatch(r"[A-Za-z0-9._/-]+", folder):
+        return folder
+    return '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'

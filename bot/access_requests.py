@@ -140,12 +140,12 @@ async def resend_manage_link(engine: Engine, reference: str) -> bool:
     Returns False when one was already sent within the interval (nothing is sent again).
     Raises InvalidTransition when the sharing is no longer active.
     """
-    view = await engine.view(reference, history=True)
-    recent = engine.clock.now() - MANAGE_LINK_RESEND_INTERVAL
-    if any(e.event == Event.SEND_MANAGE_LINK and e.at > recent for e in view.history):
-        return False
-    await engine.fire(reference, Event.SEND_MANAGE_LINK, actor="partner_contact:web")
-    return True
+    return await engine.fire_unless_recent(
+        reference,
+        Event.SEND_MANAGE_LINK,
+        actor="partner_contact:web",
+        within=MANAGE_LINK_RESEND_INTERVAL,
+    )
 
 
 @dataclass(frozen=True)

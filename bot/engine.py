@@ -114,6 +114,27 @@ class Engine:
         await self.deliver()
         return outcome
 
+    async def fire_unless_recent(
+        self, public_id: str, event: str, *, actor: str, within: timedelta | None
+    ) -> bool:
+        """Fire `event` unless the audit trail already has it within `within` (None: ever).
+
+        The check and the firing share one locked transaction, so two racing callers cannot
+        both fire. Returns whether it fired; raises InvalidTransition like fire().
+        """
+        fired = await self.db.run(
+            partial(
+                self._fire_unless_recent_tx,
+                public_id=public_id,
+                event=event,
+                actor=actor,
+                within=within,
+            )
+        )
+        if fired:
+            await self.deliver()
+        return fired
+
     async def tick(self, now: datetime | None = None) -> int:
         """Fire every due timer, then deliver. Returns the number of timers fired."""
         instant = now or self.clock.now()
@@ -208,6 +229,25 @@ class Engine:
         self._apply(session, workflow, instance, result.effects, entry, instant)
         session.flush()
         return Outcome(self._to_view(session, instance, history=False), previous)
+
+    def _fire_unless_recent_tx(
+        self,
+        session: Session,
+        public_id: str,
+        event: str,
+        actor: str,
+        within: timedelta | None,
+    ) -> bool:
+        instance = self._load(session, public_id, None, lock=True)
+        earlier = select(TransitionLog.id).where(
+            TransitionLog.instance_id == instance.id, TransitionLog.event == event
+        )
+        if within is not None:
+            earlier = earlier.where(TransitionLog.at > self.clock.now() - within)
+        if session.scalar(earlier.limit(1)) is not None:
+            return False
+        self._fire_tx(session, public_id, event, actor, None, None)
+        return True
 
     def _timer_tx(self, session: Session, public_id: str, now: datetime) -> None:
         instance = self._load(session, public_id, None, lock=True)
@@ -502,7 +542,9 @@ class Engine:
 
         Returns True when this bounce was news (the staff are told once per message).
         """
-        return await self.db.run(lambda s: self._bounce_tx(s, address.lower(), reason))
+        news = await self.db.run(lambda s: self._bounce_tx(s, address.lower(), reason))
+        await self.deliver()
+        return news
 
     def _bounce_tx(self, session: Session, address: str, reason: str) -> bool:
         session.execute(

@@ -59,7 +59,6 @@ async def handle_reply(engine: Engine, raw: bytes) -> Intake:
             await engine.report_bounce(
                 parsed.bounced_recipient, "adresse refusée (avis de non-remise)"
             )
-            await engine.deliver()
             return _logged(Intake.HARD_BOUNCE)
         return _logged(Intake.BOUNCE)
     if parsed.auto_reply:
@@ -83,14 +82,13 @@ async def handle_reply(engine: Engine, raw: bytes) -> Intake:
 
 async def _help_once(engine: Engine, reference: str) -> Intake:
     """One help mail per pending request: a second unclear reply gets no second help."""
-    view = await engine.view(reference, history=True)
-    if any(entry.event == Event.UNCLEAR_REPLY for entry in view.history):
-        return Intake.UNCLEAR_ALREADY_HELPED
     try:
-        await engine.fire(reference, Event.UNCLEAR_REPLY, actor=ACTOR)
+        helped = await engine.fire_unless_recent(
+            reference, Event.UNCLEAR_REPLY, actor=ACTOR, within=None
+        )
     except InvalidTransition:
         return Intake.ALREADY_DECIDED
-    return Intake.UNCLEAR
+    return Intake.UNCLEAR if helped else Intake.UNCLEAR_ALREADY_HELPED
 
 
 def _logged(outcome: Intake, reference: str | None = None) -> Intake:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import tomllib
 from collections.abc import Mapping
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -15,6 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from bot.errors import ConfigError
 
 ENV_PREFIX = "CORDEE_"
+HOST_NAME = re.compile(
+    r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+    r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+)
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
 
 
@@ -43,6 +49,16 @@ class Settings(BaseModel):
     mail_from: str = Field(
         "Cordée <ne-pas-repondre@cordee.localhost>",
         description="une adresse d'expéditeur, par ex. Cordée <noreply@example.fr>",
+    )
+    reply_domain: str = Field(
+        "",
+        description="un nom de domaine pour les adresses de réponse reply+…@domaine "
+        "(vide : le domaine de CORDEE_MAIL_FROM)",
+    )
+    trusted_authserv_id: str = Field(
+        "",
+        description="le nom du serveur de réception dont les en-têtes Authentication-Results "
+        "font foi, par ex. mx.example.fr (vide : aucun)",
     )
     smtp_host: str = Field(
         "", description="le nom du serveur SMTP (vide : courriels écrits dans le Maildir)"
@@ -74,6 +90,11 @@ class Settings(BaseModel):
     imap_password: SecretStr | None = Field(None, description="le mot de passe IMAP")
     imap_folder: str = Field(
         "INBOX", min_length=1, description="un nom de dossier IMAP, par ex. INBOX"
+    )
+    imap_processed_folder: str = Field(
+        "",
+        description="un dossier IMAP où ranger les courriels traités "
+        "(vide : ils restent en place, marqués comme lus)",
     )
     imap_poll_seconds: float = Field(
         30.0, gt=0, le=3600, description="un nombre de secondes entre 0 et 3600"
@@ -119,6 +140,13 @@ class Settings(BaseModel):
                 raise ValueError("not an http(s) URL")
         return value.rstrip("/")
 
+    @field_validator("reply_domain", "trusted_authserv_id")
+    @classmethod
+    def _check_host_name(cls, value: str) -> str:
+        if value and not HOST_NAME.fullmatch(value):
+            raise ValueError("not a host name")
+        return value.lower()
+
     @field_validator("secret_key")
     @classmethod
     def _check_secret(cls, value: SecretStr | None) -> SecretStr | None:
@@ -134,6 +162,13 @@ class Settings(BaseModel):
     @property
     def effective_public_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port or 8080}"
+
+    @property
+    def effective_reply_domain(self) -> str:
+        if self.reply_domain:
+            return self.reply_domain
+        address = parseaddr(self.mail_from)[1]
+        return address.rpartition("@")[2] or "cordee.localhost"
 
     @property
     def effective_outbox_dir(self) -> Path:
@@ -210,6 +245,7 @@ def describe(settings: Settings) -> list[tuple[str, str]]:
     shown: dict[str, object] = dict(settings)
     shown["database_url"] = _mask_url_password(settings.effective_database_url)
     shown["public_url"] = settings.effective_public_url
+    shown["reply_domain"] = settings.effective_reply_domain
     shown["outbox_dir"] = settings.effective_outbox_dir
     shown["inbox_dir"] = settings.effective_inbox_dir
     shown["access_request_reminder_days"] = ",".join(

@@ -236,6 +236,8 @@ class OutboxMessage(Base):
     body_text: Mapped[str] = mapped_column(Text)
     body_html: Mapped[str] = mapped_column(Text)
     message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    # reply+<token>@<reply domain> on mail to a partner contact: routes their reply back here.
+    reply_to: Mapped[str | None] = mapped_column(String(320))
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime]

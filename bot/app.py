@@ -23,6 +23,7 @@ from bot.errors import ConfigError, TokenError, TokenExpired
 from bot.links import LinkClaim, LinkSigner
 from bot.mail_intake import handle_reply
 from bot.render import Renderer, default_renderer
+from bot.reply_address import ReplyAddresses
 from bot.scheduler import Scheduler
 from bot.store.db import Database, head_revision
 from workflows import build_registry
@@ -107,7 +108,9 @@ class App:
         return None
 
     async def handle_mail(self, raw: bytes) -> object:
-        return await handle_reply(self.engine, raw)
+        return await handle_reply(
+            self.engine, raw, trusted_authserv_id=self.settings.trusted_authserv_id
+        )
 
     async def close(self) -> None:
         if self.inbox is not None:
@@ -143,6 +146,9 @@ def build_app(
         channels=channels,
         clock=clock,
         message_domain=_domain_of(settings.mail_from),
+        reply_addresses=ReplyAddresses(
+            settings.secret_key.get_secret_value(), settings.effective_reply_domain
+        ),
     )
     return App(
         settings=settings,

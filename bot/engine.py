@@ -23,6 +23,7 @@ from bot.errors import (
     Conflict,
     CordeeError,
     DeliveryFailed,
+    InvalidInput,
     InvalidTransition,
     NotFound,
 )
@@ -30,6 +31,7 @@ from bot.events import HistoryEntry, InstanceView, Outbound, Outcome
 from bot.fsm import Effect, Role, Send, SetSharing, Workflow, next_timer, step
 from bot.links import LinkSigner
 from bot.render import Renderer
+from bot.reply_address import ReplyAddresses
 from bot.store.db import Database
 from bot.store.models import (
     Certifier,
@@ -79,6 +81,7 @@ class Engine:
         channels: Mapping[str, Channel],
         clock: Clock,
         message_domain: str,
+        reply_addresses: ReplyAddresses | None = None,
     ) -> None:
         self.db = db
         self.workflows = workflows
@@ -87,6 +90,7 @@ class Engine:
         self.channels = channels
         self.clock = clock
         self.message_domain = message_domain
+        self.reply_addresses = reply_addresses
 
     def workflow(self, name: str) -> Workflow:
         try:
@@ -105,11 +109,20 @@ class Engine:
         return view
 
     async def fire(
-        self, public_id: str, event: str, *, actor: str, certifier_id: int | None = None
+        self,
+        public_id: str,
+        event: str,
+        *,
+        actor: str,
+        certifier_id: int | None = None,
+        reply_sender: str | None = None,
     ) -> Outcome:
-        """Apply a person's event. Raises InvalidTransition when the instance has moved on."""
+        """Apply a person's event. Raises InvalidTransition when the instance has moved on.
+
+        `reply_sender` is the address messages to Role.REPLY_SENDER go to, for this event only.
+        """
         outcome = await self.db.run(
-            lambda s: self._fire_tx(s, public_id, event, actor, certifier_id, None)
+            lambda s: self._fire_tx(s, public_id, event, actor, certifier_id, None, reply_sender)
         )
         await self.deliver()
         return outcome
@@ -209,6 +222,7 @@ class Engine:
         actor: str,
         certifier_id: int | None,
         now: datetime | None,
+        reply_sender: str | None = None,
     ) -> Outcome:
         instance = self._load(session, public_id, certifier_id, lock=True)
         workflow = self.workflow(instance.workflow)
@@ -226,7 +240,7 @@ class Engine:
         if result.target in workflow.terminal:
             instance.active_key = None
         entry = self._log(session, instance, previous, event, actor, instant)
-        self._apply(session, workflow, instance, result.effects, entry, instant)
+        self._apply(session, workflow, instance, result.effects, entry, instant, reply_sender)
         session.flush()
         return Outcome(self._to_view(session, instance, history=False), previous)
 
@@ -348,13 +362,14 @@ class Engine:
         effects: tuple[Effect, ...],
         entry: TransitionLog,
         now: datetime,
+        reply_sender: str | None = None,
     ) -> None:
         for index, effect in enumerate(effects):
             if isinstance(effect, SetSharing):
                 self._set_sharing(session, instance, effect.enabled, now)
             elif isinstance(effect, Send):
                 key = f"{instance.public_id}:{entry.id}:{index}"
-                self._enqueue(session, workflow, instance, effect, key, now)
+                self._enqueue(session, workflow, instance, effect, key, now, reply_sender)
 
     def _set_sharing(
         self, session: Session, instance: WorkflowInstance, enabled: bool, now: datetime
@@ -371,11 +386,22 @@ class Engine:
             .values(sharing_enabled=enabled, sharing_changed_at=now)
         )
 
-    def _recipient(self, session: Session, instance: WorkflowInstance, role: Role) -> Recipient:
-        if role is Role.PARTNER_CONTACT:
+    def _recipient(
+        self,
+        session: Session,
+        instance: WorkflowInstance,
+        role: Role,
+        reply_sender: str | None = None,
+    ) -> Recipient:
+        if role in (Role.PARTNER_CONTACT, Role.REPLY_SENDER):
             contact = session.get(Contact, int(instance.data["contact_id"]))
             if contact is None:
                 raise NotFound("le contact de l'organisme n'existe plus")
+            if role is Role.REPLY_SENDER:
+                if reply_sender is None:
+                    raise InvalidInput("aucune adresse d'expéditeur pour ce message")
+                # A colleague of the contact: same organisation, so the contact's language.
+                return Recipient("mail", reply_sender, contact.language, "")
             return Recipient("mail", contact.email, contact.language, contact.name)
         certifier = session.get(Certifier, instance.certifier_id)
         if certifier is None:
@@ -408,9 +434,12 @@ class Engine:
         effect: Send,
         key: str,
         now: datetime,
+        reply_sender: str | None = None,
     ) -> None:
-        recipient = self._recipient(session, instance, effect.to)
+        recipient = self._recipient(session, instance, effect.to, reply_sender)
         context = self.message_context(workflow, instance, recipient.name, now)
+        if reply_sender is not None:
+            context["reply_sender"] = reply_sender
         self._add_outbox(
             session, instance, recipient, effect.to, effect.template, context, key, now
         )
@@ -427,6 +456,10 @@ class Engine:
         now: datetime,
     ) -> None:
         rendered = self.renderer.message(template, recipient.language, context)
+        reply_to = None
+        # Only the invited contact gets a reply address: it is bound to their address.
+        if role is Role.PARTNER_CONTACT and self.reply_addresses is not None:
+            reply_to = self.reply_addresses.address_for(instance.public_id, recipient.address)
         session.add(
             OutboxMessage(
                 idempotency_key=key,
@@ -441,6 +474,7 @@ class Engine:
                 body_text=rendered.text,
                 body_html=rendered.html,
                 message_id=new_message_id(self.message_domain),
+                reply_to=reply_to,
                 status="pending",
                 attempts=0,
                 next_attempt_at=now,
@@ -623,6 +657,7 @@ def _outbound(row: OutboxMessage) -> Outbound:
         idempotency_key=row.idempotency_key,
         certifier_id=row.certifier_id,
         created_at=row.created_at,
+        reply_to=row.reply_to,
     )
 
 

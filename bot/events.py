@@ -21,6 +21,7 @@ class Outbound:
     idempotency_key: str
     certifier_id: int
     created_at: datetime
+    reply_to: str | None = None
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,9 @@ class Role(StrEnum):
 
     PARTNER_CONTACT = "partner_contact"
     CERTIFIER_STAFF = "certifier_staff"
+    # Whoever wrote the mail being handled, when it is not the invited contact; the address
+    # comes with the event and is never stored on the instance.
+    REPLY_SENDER = "reply_sender"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage, Message
-from email.utils import parseaddr
+from email.utils import getaddresses, parseaddr
 from enum import StrEnum
 from itertools import pairwise
 from typing import Literal
@@ -105,6 +105,9 @@ class ParsedReply:
     in_reply_to: tuple[str, ...] = field(default=(), repr=False)
     references: tuple[str, ...] = field(default=(), repr=False)
     matched: tuple[str, ...] = field(default=(), repr=False)
+    # Where the message was sent: our reply+<token>@ address is one of them when it answers us.
+    recipients: tuple[str, ...] = field(default=(), repr=False)
+    authentication_results: tuple[str, ...] = field(default=(), repr=False)
 
 
 # ------------------------------------------------------------------------------- the message
@@ -143,6 +146,8 @@ def parse_message(raw: bytes) -> ParsedReply:
         in_reply_to=_message_ids(_header(msg, "In-Reply-To")),
         references=_message_ids(_header(msg, "References")),
         matched=verdict.matched,
+        recipients=_recipients(msg),
+        authentication_results=_all_headers(msg, "Authentication-Results"),
     )
 
 
@@ -165,6 +170,22 @@ def _header(msg: Message, name: str) -> str:
     except (ValueError, LookupError, IndexError, TypeError):  # malformed header
         return ""
     return " ".join(str(value).split()) if value is not None else ""
+
+
+def _all_headers(msg: Message, name: str) -> tuple[str, ...]:
+    try:
+        values = msg.get_all(name) or []
+    except (ValueError, LookupError, IndexError, TypeError):  # malformed header
+        return ()
+    return tuple(" ".join(str(value).split()) for value in values)
+
+
+RECIPIENT_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "To", "Cc")
+
+
+def _recipients(msg: Message) -> tuple[str, ...]:
+    values = [value for name in RECIPIENT_HEADERS for value in _all_headers(msg, name)]
+    return tuple(address.strip().lower() for _, address in getaddresses(values) if address)
 
 
 def _address(value: str) -> str | None:

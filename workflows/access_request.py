@@ -29,9 +29,10 @@ class Event(StrEnum):
     REVOKE = "revoke"
     SEND_MANAGE_LINK = "send_manage_link"
     UNCLEAR_REPLY = "unclear_reply"
+    OTHER_SENDER_REPLY = "other_sender_reply"
 
 
-PARTNER, STAFF = Role.PARTNER_CONTACT, Role.CERTIFIER_STAFF
+PARTNER, STAFF, SENDER = Role.PARTNER_CONTACT, Role.CERTIFIER_STAFF, Role.REPLY_SENDER
 
 
 def _tell(partner_message: str, staff_message: str | None = None) -> tuple[Send, Send]:
@@ -56,6 +57,16 @@ def build(reminders: tuple[timedelta, ...], expiry: timedelta) -> Workflow:
                 Transition(S.PENDING, E.REMIND, S.PENDING, _tell("reminder", "reminded")),
                 # A reply we could not read as a clear yes or no: a short help, nothing decided.
                 Transition(S.PENDING, E.UNCLEAR_REPLY, S.PENDING, (_tell("unclear_reply")[0],)),
+                # A reply from a colleague of the contact: they get the links, the staff are told.
+                Transition(
+                    S.PENDING,
+                    E.OTHER_SENDER_REPLY,
+                    S.PENDING,
+                    (
+                        Send(f"{NAME}/partner/other_sender", SENDER),
+                        Send(f"{NAME}/staff/other_sender", STAFF),
+                    ),
+                ),
                 Transition(
                     S.PENDING, E.AUTHORISE, S.AUTHORISED, (SetSharing(True), *_tell("authorised"))
                 ),

@@ -29,6 +29,8 @@ def build_email(outbound: Outbound, mail_from: str) -> EmailMessage:
     message["Subject"] = outbound.subject
     message["Date"] = format_datetime(outbound.created_at)
     message["Message-ID"] = outbound.message_id
+    if outbound.reply_to:
+        message["Reply-To"] = outbound.reply_to
     message["Auto-Submitted"] = "auto-generated"
     message["Content-Language"] = outbound.language
     # 8bit keeps links whole in the raw file (grep, copy-paste); lines stay far below 998.

@@ -1,4 +1,4 @@
-"""Replies by email: correlated by our Message-ID, counted only from the invited address."""
+"""Replies by email: matched to their request, counted only from the invited address."""
 
 from __future__ import annotations
 
@@ -19,20 +19,23 @@ from tests.support.builders import Seed
 
 
 def reply(
-    answered: str,
+    answered: str | None,
     body: str,
     *,
     sender: str = "Claire Martin <claire.martin@formations-sud.example>",
+    to: str = "ne-pas-repondre@cordee.localhost",
+    subject: str = "RE: Certif & Co vous demande l'accès à vos dossiers de formation",
     headers: dict[str, str] | None = None,
 ) -> bytes:
     message = EmailMessage()
     message["From"] = sender
-    message["To"] = "ne-pas-repondre@cordee.localhost"
-    message["Subject"] = "RE: Certif & Co vous demande l'accès à vos dossiers de formation"
+    message["To"] = to
+    message["Subject"] = subject
     message["Date"] = format_datetime(T0)
     message["Message-ID"] = "<reply-1@formations-sud.example>"
-    message["In-Reply-To"] = answered
-    message["References"] = answered
+    if answered is not None:
+        message["In-Reply-To"] = answered
+        message["References"] = answered
     for name, value in (headers or {}).items():
         message[name] = value
     quoted = "\n".join(f"> {line}" for line in ["Pour autoriser l'accès :", "https://x/lien/abc"])
@@ -65,14 +68,135 @@ async def test_a_clear_no_refuses(app: App, seed: Seed, mail: MemoryChannel) -> 
     assert (await app.engine.view(reference)).state == "refused"
 
 
-async def test_a_reply_from_another_address_decides_nothing(
+async def test_a_reply_from_a_colleague_decides_nothing_but_gets_the_links(
+    app: App, seed: Seed, mail: MemoryChannel, staff: MemoryChannel
+) -> None:
+    reference, message_id = await start(app, seed, mail)
+    forwarded = reply(message_id, "Oui", sender="Paul Durand <paul.durand@formations-sud.example>")
+    assert await handle_reply(app.engine, forwarded) == Intake.WRONG_SENDER
+    assert (await app.engine.view(reference)).state == "pending"
+    to_colleague = mail.sent[-1]
+    assert to_colleague.recipient == "paul.durand@formations-sud.example"
+    assert "n'a pas été pris en compte" in to_colleague.text
+    assert to_colleague.text.count("/lien/") == 2
+    assert to_colleague.reply_to is None  # the reply address belongs to the invited contact
+    told = staff.sent[-1]
+    assert "paul.durand@formations-sud.example" in told.text
+    assert reference in told.subject
+
+
+async def test_a_reply_from_our_own_domain_gets_no_answer(
+    app: App, seed: Seed, mail: MemoryChannel, staff: MemoryChannel
+) -> None:
+    reference, message_id = await start(app, seed, mail)
+    looped = reply(message_id, "Oui", sender="ne-pas-repondre@cordee.localhost")
+    assert await handle_reply(app.engine, looped) == Intake.WRONG_SENDER
+    assert len(mail.sent) == 1
+    assert len(staff.sent) == 1
+    assert (await app.engine.view(reference)).state == "pending"
+
+
+async def test_the_request_mail_carries_a_reply_address_bound_to_the_contact(
+    app: App, seed: Seed, mail: MemoryChannel
+) -> None:
+    reference, _ = await start(app, seed, mail)
+    reply_to = mail.sent[-1].reply_to
+    assert reply_to is not None
+    assert reply_to.startswith(f"reply+{reference.lower()}-")
+    assert reply_to.endswith("@cordee.localhost")
+    assert len(reply_to.partition("@")[0]) <= 64  # RFC 5321 limit on a local part
+    assert f"(réf. {reference})" in mail.sent[-1].subject
+
+
+async def test_a_reply_matched_by_its_reply_address_alone_is_applied(
+    app: App, seed: Seed, mail: MemoryChannel
+) -> None:
+    reference, _ = await start(app, seed, mail)
+    reply_to = mail.sent[-1].reply_to
+    assert reply_to is not None
+    # Some clients drop In-Reply-To and rewrite the subject; the reply address is enough.
+    bare = reply(None, "Oui, j'autorise.", to=reply_to.upper(), subject="Accès")
+    assert await handle_reply(app.engine, bare) == Intake.APPLIED
+    assert (await app.engine.view(reference)).state == "authorised"
+
+
+async def test_an_altered_reply_address_decides_nothing(
+    app: App, seed: Seed, mail: MemoryChannel, staff: MemoryChannel
+) -> None:
+    reference, message_id = await start(app, seed, mail)
+    reply_to = mail.sent[-1].reply_to
+    assert reply_to is not None
+    local, _, domain = reply_to.partition("@")
+    altered = local[:-1] + ("a" if local[-1] != "a" else "b") + "@" + domain
+    # Even with a matching In-Reply-To: a tampered address means someone is trying something.
+    assert await handle_reply(app.engine, reply(message_id, "Oui", to=altered)) == (
+        Intake.ALTERED_ADDRESS
+    )
+    assert (await app.engine.view(reference)).state == "pending"
+    assert len(mail.sent) == 1
+    assert len(staff.sent) == 1
+
+
+async def test_a_reply_address_of_another_request_does_not_verify(
+    app: App, seed: Seed, mail: MemoryChannel
+) -> None:
+    reference, _ = await start(app, seed, mail)
+    reply_to = mail.sent[-1].reply_to
+    assert reply_to is not None
+    signer = app.engine.reply_addresses
+    assert signer is not None
+    # A valid MAC for the right request, but computed for another address.
+    for_someone_else = signer.address_for(reference, "intrus@example.org")
+    assert for_someone_else != reply_to
+    forged = reply(None, "Oui", to=for_someone_else)
+    assert await handle_reply(app.engine, forged) == Intake.ALTERED_ADDRESS
+    assert (await app.engine.view(reference)).state == "pending"
+
+
+async def test_a_reply_matched_by_the_reference_in_its_subject_is_applied(
+    app: App, seed: Seed, mail: MemoryChannel
+) -> None:
+    reference, _ = await start(app, seed, mail)
+    subject = f"TR: demande d'accès (réf. {reference.lower()})"
+    answer = reply(None, "Non, je refuse.", subject=subject)
+    assert await handle_reply(app.engine, answer) == Intake.APPLIED
+    assert (await app.engine.view(reference)).state == "refused"
+
+
+async def test_a_trusted_dkim_failure_decides_nothing_and_sends_the_links_once(
     app: App, seed: Seed, mail: MemoryChannel
 ) -> None:
     reference, message_id = await start(app, seed, mail)
-    forged = reply(message_id, "Oui", sender="intrus@example.org")
-    assert await handle_reply(app.engine, forged) == Intake.WRONG_SENDER
+    failed = reply(
+        message_id,
+        "Oui, j'autorise.",
+        headers={
+            "Authentication-Results": "mx.cordee.example; dkim=fail (signature did not verify)"
+            " header.d=formations-sud.example; spf=pass"
+        },
+    )
+    outcome = await handle_reply(app.engine, failed, trusted_authserv_id="mx.cordee.example")
+    assert outcome == Intake.UNAUTHENTICATED
     assert (await app.engine.view(reference)).state == "pending"
-    assert len(mail.sent) == 1
+    assert mail.sent[-1].recipient == seed.contact_email
+    assert "rien n'a été enregistré" in mail.sent[-1].text
+    again = await handle_reply(app.engine, failed, trusted_authserv_id="mx.cordee.example")
+    assert again == Intake.UNAUTHENTICATED
+    assert len(mail.sent) == 2
+
+
+async def test_a_dkim_verdict_from_an_untrusted_host_is_ignored(
+    app: App, seed: Seed, mail: MemoryChannel
+) -> None:
+    reference, message_id = await start(app, seed, mail)
+    planted = reply(
+        message_id,
+        "Oui, j'autorise.",
+        headers={"Authentication-Results": "relais.example.org; dkim=fail"},
+    )
+    outcome = await handle_reply(app.engine, planted, trusted_authserv_id="mx.cordee.example")
+    assert outcome == Intake.APPLIED
+    assert (await app.engine.view(reference)).state == "authorised"
 
 
 async def test_an_unclear_reply_gets_one_polite_help_and_changes_nothing(

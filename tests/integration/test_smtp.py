@@ -113,6 +113,9 @@ async def test_mails_go_out_multipart_over_one_reused_connection(
     assert request["To"] == "claire.martin@formations-sud.example"
     assert request["From"] == "Cordée <cordee@example.org>"
     assert request["Auto-Submitted"] == "auto-generated"
+    # Replies route back to this request; settings has no reply domain: the From domain.
+    assert request["Reply-To"].startswith(f"reply+{reference.lower()}-")
+    assert request["Reply-To"].endswith("@cordee.localhost")
     assert [request["Message-ID"], confirmation["Message-ID"]] == message_ids
     assert {part.get_content_type() for part in request.walk()} >= {"text/plain", "text/html"}
     plain = confirmation.get_body(("plain",))

@@ -23,8 +23,9 @@ ALLOWED = {
     (State.AUTHORISED, Event.REVOKE): State.REVOKED,
     (State.AUTHORISED, Event.SEND_MANAGE_LINK): State.AUTHORISED,
     (State.PENDING, Event.UNCLEAR_REPLY): State.PENDING,
+    (State.PENDING, Event.OTHER_SENDER_REPLY): State.PENDING,
 }
-PARTNER_ONLY = {Event.SEND_MANAGE_LINK, Event.UNCLEAR_REPLY}
+PARTNER_ONLY = {Event.SEND_MANAGE_LINK, Event.UNCLEAR_REPLY, Event.OTHER_SENDER_REPLY}
 DECISIONS = [pair for pair in ALLOWED if pair[1] not in PARTNER_ONLY]
 
 
@@ -72,6 +73,16 @@ def test_an_unclear_reply_gets_help_and_decides_nothing() -> None:
     result = step(WORKFLOW, State.PENDING, Event.UNCLEAR_REPLY, {})
     assert result.target == State.PENDING
     assert result.effects == (Send("access_request/partner/unclear_reply", Role.PARTNER_CONTACT),)
+
+
+def test_a_reply_from_a_colleague_answers_them_and_tells_the_staff_without_deciding() -> None:
+    result = step(WORKFLOW, State.PENDING, Event.OTHER_SENDER_REPLY, {})
+    assert result.target == State.PENDING
+    assert result.effects == (
+        Send("access_request/partner/other_sender", Role.REPLY_SENDER),
+        Send("access_request/staff/other_sender", Role.CERTIFIER_STAFF),
+    )
+    assert not any(isinstance(effect, SetSharing) for effect in result.effects)
 
 
 def test_default_timers_remind_after_3_and_7_days_and_expire_after_30() -> None:

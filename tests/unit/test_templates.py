@@ -46,13 +46,18 @@ def context(**overrides: Any) -> dict[str, Any]:
 
 
 def test_workflows_reference_messages() -> None:
-    assert len(MESSAGES) == 16
+    assert len(MESSAGES) == 18
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
 @pytest.mark.parametrize("template", MESSAGES + ENGINE_MESSAGES)
 def test_every_message_renders(template: str, language: str) -> None:
-    failure = {"failed_address": "x@example.org", "failed_subject": "S", "failure": "550 <nope>"}
+    failure = {
+        "failed_address": "x@example.org",
+        "failed_subject": "S",
+        "failure": "550 <nope>",
+        "reply_sender": "paul.durand@formations.example",
+    }
     for overrides in ({**failure}, {**failure, "deadline": None, "recipient_name": ""}):
         message = default_renderer().message(template, language, context(**overrides))
         assert message.subject

@@ -116,19 +116,34 @@ class Engine:
         actor: str,
         certifier_id: int | None = None,
         reply_sender: str | None = None,
+        also: Callable[[Session], None] | None = None,
     ) -> Outcome:
         """Apply a person's event. Raises InvalidTransition when the instance has moved on.
 
         `reply_sender` is the address messages to Role.REPLY_SENDER go to, for this event only.
+        `also` runs in the same transaction (e.g. recording the mail that caused the event).
         """
-        outcome = await self.db.run(
-            lambda s: self._fire_tx(s, public_id, event, actor, certifier_id, None, reply_sender)
-        )
+
+        def work(session: Session) -> Outcome:
+            outcome = self._fire_tx(
+                session, public_id, event, actor, certifier_id, None, reply_sender
+            )
+            if also is not None:
+                also(session)
+            return outcome
+
+        outcome = await self.db.run(work)
         await self.deliver()
         return outcome
 
     async def fire_unless_recent(
-        self, public_id: str, event: str, *, actor: str, within: timedelta | None
+        self,
+        public_id: str,
+        event: str,
+        *,
+        actor: str,
+        within: timedelta | None,
+        also: Callable[[Session], None] | None = None,
     ) -> bool:
         """Fire `event` unless the audit trail already has it within `within` (None: ever).
 
@@ -142,6 +157,7 @@ class Engine:
                 event=event,
                 actor=actor,
                 within=within,
+                also=also,
             )
         )
         if fired:
@@ -251,6 +267,7 @@ class Engine:
         event: str,
         actor: str,
         within: timedelta | None,
+        also: Callable[[Session], None] | None = None,
     ) -> bool:
         instance = self._load(session, public_id, None, lock=True)
         earlier = select(TransitionLog.id).where(
@@ -258,6 +275,8 @@ class Engine:
         )
         if within is not None:
             earlier = earlier.where(TransitionLog.at > self.clock.now() - within)
+        if also is not None:
+            also(session)
         if session.scalar(earlier.limit(1)) is not None:
             return False
         self._fire_tx(session, public_id, event, actor, None, None)
@@ -571,12 +590,22 @@ class Engine:
         jitter = random.uniform(0, backoff / 4)  # noqa: S311 - spreading retries, not security
         row.next_attempt_at = self.clock.now() + timedelta(seconds=backoff + jitter)
 
-    async def report_bounce(self, address: str, reason: str) -> bool:
+    async def report_bounce(
+        self, address: str, reason: str, *, also: Callable[[Session], None] | None = None
+    ) -> bool:
         """A permanent bounce: the address is undeliverable and the last mail to it failed.
 
         Returns True when this bounce was news (the staff are told once per message).
+        `also` runs in the same transaction.
         """
-        news = await self.db.run(lambda s: self._bounce_tx(s, address.lower(), reason))
+
+        def work(session: Session) -> bool:
+            news = self._bounce_tx(session, address.lower(), reason)
+            if also is not None:
+                also(session)
+            return news
+
+        news = await self.db.run(work)
         await self.deliver()
         return news
 

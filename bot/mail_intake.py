@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -13,6 +15,7 @@ from bot.auth_results import dkim_failed
 from bot.engine import Engine
 from bot.errors import InvalidTransition
 from bot.fsm import Role
+from bot.processed_mail import already_processed, dedupe_key, record_processed
 from bot.replies import ParsedReply, parse_message
 from bot.reply_address import ReplyAddresses, reference_in_subject
 from bot.store.models import Contact, OutboxMessage, WorkflowInstance
@@ -37,6 +40,7 @@ class Intake(StrEnum):
     ALTERED_ADDRESS = "altered_reply_address"
     WRONG_SENDER = "wrong_sender"
     UNAUTHENTICATED = "unauthenticated"
+    DUPLICATE = "duplicate"
 
 
 class MatchedBy(StrEnum):
@@ -114,10 +118,16 @@ async def handle_reply(engine: Engine, raw: bytes, *, trusted_authserv_id: str =
     `trusted_authserv_id` names our receiving host: its Authentication-Results are believed.
     """
     parsed = parse_message(raw)
+    key = dedupe_key(raw)
+    if await engine.db.run(lambda s: already_processed(s, key)):
+        return _logged(Intake.DUPLICATE)
+    # Whatever this message changes commits with the record of its Message-ID: a crash
+    # before the inbox moves on makes it come back, and it is then seen as a duplicate.
+    record = partial(record_processed, key=key, now=engine.clock.now())
     if parsed.bounce:
         if parsed.bounce_permanent and parsed.bounced_recipient:
             await engine.report_bounce(
-                parsed.bounced_recipient, "adresse refusée (avis de non-remise)"
+                parsed.bounced_recipient, "adresse refusée (avis de non-remise)", also=record
             )
             return _logged(Intake.HARD_BOUNCE)
         return _logged(Intake.BOUNCE)
@@ -136,28 +146,33 @@ async def handle_reply(engine: Engine, raw: bytes, *, trusted_authserv_id: str =
     if dkim_failed(parsed.authentication_results, trusted_authserv_id):
         # Possibly forged: decide nothing, but give the real contact the links to answer.
         if from_invited:
-            await _help_once(engine, reference)
+            await _help_once(engine, reference, record)
         return _logged(Intake.UNAUTHENTICATED, reference, match.by)
     if not from_invited:
-        return _logged(await _tell_other_sender(engine, reference, parsed), reference, match.by)
+        outcome = await _tell_other_sender(engine, reference, parsed, record)
+        return _logged(outcome, reference, match.by)
     if parsed.decision is None:
-        return _logged(await _help_once(engine, reference), reference, match.by)
+        return _logged(await _help_once(engine, reference, record), reference, match.by)
     event = Event.AUTHORISE if parsed.decision == "authorise" else Event.REFUSE
     try:
-        await engine.fire(reference, event, actor=ACTOR)
+        await engine.fire(reference, event, actor=ACTOR, also=record)
     except InvalidTransition:
         return _logged(Intake.ALREADY_DECIDED, reference, match.by)
     return _logged(Intake.APPLIED, reference, match.by)
 
 
-async def _tell_other_sender(engine: Engine, reference: str, parsed: ParsedReply) -> Intake:
+async def _tell_other_sender(
+    engine: Engine, reference: str, parsed: ParsedReply, record: Callable[[Session], None]
+) -> Intake:
     """A colleague answered: they get the links, the staff are told; nothing is decided."""
     sender = parsed.from_address
     # Never answer ourselves (a loop) nor an address we cannot read.
     if sender is None or _is_ours(engine, sender):
         return Intake.WRONG_SENDER
     try:
-        await engine.fire(reference, Event.OTHER_SENDER_REPLY, actor=ACTOR, reply_sender=sender)
+        await engine.fire(
+            reference, Event.OTHER_SENDER_REPLY, actor=ACTOR, reply_sender=sender, also=record
+        )
     except InvalidTransition:
         return Intake.ALREADY_DECIDED
     return Intake.WRONG_SENDER
@@ -171,11 +186,11 @@ def _is_ours(engine: Engine, address: str) -> bool:
     return domain in ours
 
 
-async def _help_once(engine: Engine, reference: str) -> Intake:
+async def _help_once(engine: Engine, reference: str, record: Callable[[Session], None]) -> Intake:
     """One help mail per pending request: a second unclear reply gets no second help."""
     try:
         helped = await engine.fire_unless_recent(
-            reference, Event.UNCLEAR_REPLY, actor=ACTOR, within=None
+            reference, Event.UNCLEAR_REPLY, actor=ACTOR, within=None, also=record
         )
     except InvalidTransition:
         return Intake.ALREADY_DECIDED

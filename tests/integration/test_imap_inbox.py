@@ -74,7 +74,7 @@ async def test_a_reply_in_the_folder_is_applied_exactly_once(
     inbox = inbox_for(app, port)
     assert await inbox.poll(app.handle_mail) == 0  # empty folder
 
-    answer = reply(message_id, "Oui, j'autorise.")
+    answer = reply(message_id, "Oui, j'autorise.", message_id="<reply-1@formations-sud.example>")
     deliver(server, answer)
     assert await inbox.poll(app.handle_mail) == 1
     assert (await app.engine.view(reference)).state == "authorised"

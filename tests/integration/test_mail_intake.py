@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from email.message import EmailMessage
-from email.utils import format_datetime
+from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
 import pytest
@@ -26,13 +26,14 @@ def reply(
     to: str = "ne-pas-repondre@cordee.localhost",
     subject: str = "RE: Certif & Co vous demande l'accès à vos dossiers de formation",
     headers: dict[str, str] | None = None,
+    message_id: str | None = None,
 ) -> bytes:
     message = EmailMessage()
     message["From"] = sender
     message["To"] = to
     message["Subject"] = subject
     message["Date"] = format_datetime(T0)
-    message["Message-ID"] = "<reply-1@formations-sud.example>"
+    message["Message-ID"] = message_id or make_msgid(domain="formations-sud.example")
     if answered is not None:
         message["In-Reply-To"] = answered
         message["References"] = answered
@@ -167,20 +168,23 @@ async def test_a_trusted_dkim_failure_decides_nothing_and_sends_the_links_once(
     app: App, seed: Seed, mail: MemoryChannel
 ) -> None:
     reference, message_id = await start(app, seed, mail)
-    failed = reply(
-        message_id,
-        "Oui, j'autorise.",
-        headers={
-            "Authentication-Results": "mx.cordee.example; dkim=fail (signature did not verify)"
-            " header.d=formations-sud.example; spf=pass"
-        },
-    )
-    outcome = await handle_reply(app.engine, failed, trusted_authserv_id="mx.cordee.example")
+
+    def failed() -> bytes:
+        return reply(
+            message_id,
+            "Oui, j'autorise.",
+            headers={
+                "Authentication-Results": "mx.cordee.example; dkim=fail (signature did not verify)"
+                " header.d=formations-sud.example; spf=pass"
+            },
+        )
+
+    outcome = await handle_reply(app.engine, failed(), trusted_authserv_id="mx.cordee.example")
     assert outcome == Intake.UNAUTHENTICATED
     assert (await app.engine.view(reference)).state == "pending"
     assert mail.sent[-1].recipient == seed.contact_email
     assert "rien n'a été enregistré" in mail.sent[-1].text
-    again = await handle_reply(app.engine, failed, trusted_authserv_id="mx.cordee.example")
+    again = await handle_reply(app.engine, failed(), trusted_authserv_id="mx.cordee.example")
     assert again == Intake.UNAUTHENTICATED
     assert len(mail.sent) == 2
 
@@ -199,6 +203,23 @@ async def test_a_dkim_verdict_from_an_untrusted_host_is_ignored(
     assert (await app.engine.view(reference)).state == "authorised"
 
 
+async def test_the_same_message_twice_is_handled_once(
+    app: App, seed: Seed, mail: MemoryChannel, staff: MemoryChannel
+) -> None:
+    reference, message_id = await start(app, seed, mail)
+    # A colleague's reply: handled twice, it would answer them twice.
+    forwarded = reply(message_id, "Oui", sender="paul.durand@formations-sud.example")
+    assert await handle_reply(app.engine, forwarded) == Intake.WRONG_SENDER
+    sent, told = len(mail.sent), len(staff.sent)
+    # The same message again, e.g. after a crash before the inbox recorded its progress.
+    assert await handle_reply(app.engine, forwarded) == Intake.DUPLICATE
+    assert (len(mail.sent), len(staff.sent)) == (sent, told)
+    answer = reply(message_id, "Oui, j'autorise.")
+    assert await handle_reply(app.engine, answer) == Intake.APPLIED
+    assert await handle_reply(app.engine, answer) == Intake.DUPLICATE
+    assert (await app.engine.view(reference)).state == "authorised"
+
+
 async def test_an_unclear_reply_gets_one_polite_help_and_changes_nothing(
     app: App, seed: Seed, mail: MemoryChannel
 ) -> None:
@@ -209,7 +230,8 @@ async def test_an_unclear_reply_gets_one_polite_help_and_changes_nothing(
     assert help_mail.recipient == seed.contact_email
     assert "rien n'a été enregistré" in help_mail.text
     assert help_mail.text.count("/lien/") == 2
-    assert await handle_reply(app.engine, unclear) == Intake.UNCLEAR_ALREADY_HELPED
+    unclear_again = reply(message_id, "Je ne comprends pas.")
+    assert await handle_reply(app.engine, unclear_again) == Intake.UNCLEAR_ALREADY_HELPED
     assert len(mail.sent) == 2
     assert (await app.engine.view(reference)).state == "pending"
 
@@ -244,6 +266,34 @@ async def test_the_maildir_inbox_handles_each_message_once(
     assert filed == ["1.reply.eml:2,S", "2.junk.eml:2,F"]
 
 
+class Killed(BaseException):
+    """Stands for the process being killed: nothing after it runs."""
+
+
+async def test_a_crash_after_applying_never_applies_or_answers_twice(
+    app: App, seed: Seed, mail: MemoryChannel, staff: MemoryChannel, tmp_path: Path
+) -> None:
+    reference, message_id = await start(app, seed, mail)
+    inbox = MaildirInbox(tmp_path / "inbox")
+    await inbox.poll(app.handle_mail)
+    colleague = reply(message_id, "Oui", sender="paul.durand@formations-sud.example")
+    (tmp_path / "inbox" / "new" / "1.colleague.eml").write_bytes(colleague)
+
+    async def killed_after_commit(raw: bytes) -> object:
+        await app.handle_mail(raw)
+        raise Killed  # before the inbox files the message away
+
+    with pytest.raises(Killed):
+        await inbox.poll(killed_after_commit)
+    sent, told = len(mail.sent), len(staff.sent)
+    assert mail.sent[-1].recipient == "paul.durand@formations-sud.example"
+    # The restarted process finds the message still waiting: it is filed, not answered again.
+    assert await MaildirInbox(tmp_path / "inbox").poll(app.handle_mail) == 1
+    assert (len(mail.sent), len(staff.sent)) == (sent, told)
+    assert (await app.engine.view(reference)).state == "pending"
+    assert [p.name for p in (tmp_path / "inbox" / "cur").iterdir()] == ["1.colleague.eml:2,S"]
+
+
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "replies"
 
 
@@ -265,7 +315,11 @@ async def test_a_hard_bounce_marks_the_address_and_tells_the_staff_once(
     notice = staff.sent[-1]
     assert notice.subject.startswith("Courriel non remis à Formations <Sud>")
     assert seed.contact_email in notice.text
-    assert await handle_reply(app.engine, hard) == Intake.HARD_BOUNCE
+    assert await handle_reply(app.engine, hard) == Intake.DUPLICATE
+    # Another report of the same bounce (another Message-ID): nothing new to tell.
+    again = hard.replace(b"Message-ID: <", b"Message-ID: <again.", 1)
+    assert again != hard
+    assert await handle_reply(app.engine, again) == Intake.HARD_BOUNCE
     assert len(staff.sent) == 2
 
     await app.engine.fire(reference, "cancel", actor="cli")

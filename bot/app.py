@@ -182,6 +182,13 @@ def _inbox(settings: Settings, db: Database) -> MaildirInbox | ImapInbox:
     """IMAP when a server is configured, else the Maildir inbox of the embedded default."""
     if not settings.imap_host:
         return MaildirInbox(settings.effective_inbox_dir)
+    processed, watched = settings.imap_processed_folder, settings.imap_folder
+    # Moving a message into the folder it came from would give it a new UID at every pass.
+    if processed == watched or processed.upper() == watched.upper() == "INBOX":
+        raise ConfigError(
+            "CORDEE_IMAP_PROCESSED_FOLDER désigne le dossier surveillé (CORDEE_IMAP_FOLDER) : "
+            "choisissez un autre dossier, ou laissez ce réglage vide."
+        )
     return ImapInbox(
         settings.imap_host,
         settings.imap_port,
@@ -191,6 +198,7 @@ def _inbox(settings: Settings, db: Database) -> MaildirInbox | ImapInbox:
         folder=settings.imap_folder,
         db=db,
         poll_seconds=settings.imap_poll_seconds,
+        processed_folder=processed,
     )
 
 

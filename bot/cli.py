@@ -748,13 +748,13 @@ def access_request_show(ctx: click.Context, reference: str, as_json: bool) -> No
 
 @cli.group("mail")
 def mail_group() -> None:
-    """Courriels entrants."""
+    """Courriels : lecture des réponses, vérification des réglages."""
 
 
 @mail_group.command("fetch")
 @click.pass_context
 def mail_fetch(ctx: click.Context) -> None:
-    """Traite maintenant les réponses arrivées dans la boîte de réception (Maildir)."""
+    """Traite maintenant les réponses arrivées dans la boîte de réception (Maildir ou IMAP)."""
 
     async def work(app: App) -> int:
         assert app.inbox is not None  # noqa: S101 - build_app always sets it
@@ -762,6 +762,47 @@ def mail_fetch(ctx: click.Context) -> None:
 
     handled = run_with_app(ctx, work)
     click.echo(f"{handled} message(s) traité(s).")
+
+
+CHECK_MARKS = {"ok": "✓", "failed": "✗", "skipped": "\N{EN DASH}"}
+
+
+@mail_group.command("check")
+@click.option(
+    "--timeout",
+    "step_seconds",
+    type=click.FloatRange(min=0.1, max=300),
+    default=10.0,
+    show_default=True,
+    help="Attente maximale de chaque étape, en secondes.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Sortie JSON.")
+@click.pass_context
+def mail_check(ctx: click.Context, step_seconds: float, as_json: bool) -> None:
+    """Vérifie les réglages d'envoi (SMTP) et de réception (IMAP), sans envoyer de courriel.
+
+    Les étapes sont testées dans l'ordre (DNS, connexion, chiffrement, identifiants, dossiers) ;
+    la première en échec dit quoi corriger. Sans serveur configuré, vérifie le Maildir intégré.
+    """
+    from bot.mail_check import Status, check_mail
+
+    settings = load(ctx)
+    results = asyncio.run(check_mail(settings, step_seconds=step_seconds))
+    failed = [result for result in results if result.status is Status.FAILED]
+    if as_json:
+        emit_json({"ok": not failed, "checks": [dataclasses.asdict(r) for r in results]})
+    else:
+        for result in results:
+            click.echo(f"{CHECK_MARKS[result.status]} {result.label} : {result.detail}")
+    if failed:
+        count = "1 vérification" if len(failed) == 1 else f"{len(failed)} vérifications"
+        fail(
+            f"{count} en échec ({', '.join(result.label for result in failed)}) : corrigez le "
+            "réglage indiqué, puis relancez « cordee mail check ».",
+            1,
+        )
+    if not as_json:
+        click.echo("Tout est en ordre : Cordée peut envoyer et recevoir des courriels.")
 
 
 # ------------------------------------------------------------------ notifications

@@ -5,6 +5,11 @@ UIDVALIDITY and the last UID handled. Each handled message also leaves its Messa
 `processed_mail`, in the same transaction as the cursor, so a UIDVALIDITY change (the folder was
 rebuilt: every UID is new) rereads the folder without applying anything twice.
 
+With a processed folder, each handled message is then moved there (UID MOVE, else UID COPY and
+\\Deleted, expunged by UID only when UIDPLUS is offered). The move comes after the commit, so a
+failed move leaves the message in place and never handles it twice. A message the handler
+rejected stays where it is, flagged, for a person to look at.
+
 The background loop keeps one connection: it reads what is new, then waits in IDLE when the
 server offers it (renewed before the 29-minute limit of RFC 2177), else sleeps `poll_seconds`.
 A lost connection is retried with capped exponential backoff and jitter. Logs never carry
@@ -47,6 +52,7 @@ BACKOFF_FIRST_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 300.0
 COMMAND_TIMEOUT_SECONDS = 60.0
 LOGOUT_TIMEOUT_SECONDS = 5.0
+DEFAULT_PORTS: dict[str, int] = {"none": 143, "starttls": 143, "tls": 993}
 
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]", re.IGNORECASE)
 _FETCH_WITH_LITERAL = re.compile(rb"^\d+ FETCH \(.*\{\d+\}$", re.IGNORECASE)
@@ -62,6 +68,29 @@ class _Connection:
     client: Any  # aioimaplib.IMAP4, untyped
     uidvalidity: int
     lost: asyncio.Event
+    # Set by any EXISTS announcement, even one aioimaplib itself drops (see _watch_exists).
+    announced: asyncio.Event
+
+
+def _watch_exists(client: Any, announced: asyncio.Event) -> None:
+    """Notice every `* n EXISTS`, including those sent between two of our commands.
+
+    aioimaplib logs such unsolicited lines as "ignored untagged response" and drops them, so
+    mail arriving just before IDLE would wait for the next renewal (25 minutes). Wrapping the
+    protocol's untagged-line hook is the only way to hear them; without the hook (another
+    aioimaplib version) the re-read loop in _run still narrows the gap.
+    """
+    protocol = getattr(client, "protocol", None)
+    original = getattr(protocol, "_untagged_response", None)
+    if protocol is None or original is None:
+        return
+
+    def watching(line: bytes) -> Any:
+        if bytes(line).rstrip().endswith(b"EXISTS"):
+            announced.set()
+        return original(line)
+
+    protocol._untagged_response = watching
 
 
 @dataclass(frozen=True)
@@ -133,13 +162,15 @@ class ImapInbox:
         db: Database,
         poll_seconds: float = 30.0,
         tls_context: ssl.SSLContext | None = None,
+        processed_folder: str = "",
     ) -> None:
         self.host = host
-        self.port = port or (993 if security == "tls" else 143)
+        self.port = port or DEFAULT_PORTS[security]
         self.security = security
         self.username = username
         self._password = password
         self.folder = folder
+        self.processed_folder = processed_folder
         self.db = db
         self.poll_seconds = poll_seconds
         self.tls_context = tls_context
@@ -182,7 +213,16 @@ class ImapInbox:
                     delays = backoff_delays()  # connected: the next failure starts small again
                     client = connection.client
                     while not self._stopping.is_set():
-                        await self._read_new(client, connection.uidvalidity, handler)
+                        # Mail arriving while a message is handled is announced (EXISTS) in
+                        # the answer to one of our commands, where aioimaplib drops it: IDLE
+                        # would not hear of it until renewal. Read until a pass finds nothing.
+                        connection.announced.clear()
+                        handled = await self._read_new(client, connection.uidvalidity, handler)
+                        while (handled or connection.announced.is_set()) and (
+                            not self._stopping.is_set()
+                        ):
+                            connection.announced.clear()
+                            handled = await self._read_new(client, connection.uidvalidity, handler)
                         if client.has_capability("IDLE"):
                             await self._idle(connection)
                         else:
@@ -213,6 +253,8 @@ class ImapInbox:
         waiters = {
             asyncio.ensure_future(self._stopping.wait()),
             asyncio.ensure_future(connection.lost.wait()),
+            # An EXISTS heard just before IDLE began: read at once.
+            asyncio.ensure_future(connection.announced.wait()),
         }
         try:
             while True:
@@ -258,15 +300,17 @@ class ImapInbox:
         try:
             await client.wait_hello_from_server()
             if self.security == "starttls":
-                await self._starttls(client)
+                await starttls(client, self.host, self._tls_context())
             response = await client.login(self.username, self._password)
             if response.result != "OK":
                 raise ChannelUnavailable(f"{self.host} : identifiant ou mot de passe IMAP refusé")
             healthy = True
-            response = await client.select(_quote_mailbox(self.folder))
+            response = await client.select(quote_mailbox(self.folder))
             if response.result != "OK":
                 raise ChannelUnavailable(f"{self.host} : dossier IMAP introuvable")
-            yield _Connection(client, _uidvalidity(response.lines), lost)
+            announced = asyncio.Event()
+            _watch_exists(client, announced)
+            yield _Connection(client, parse_uidvalidity(response.lines), lost, announced)
         except ChannelUnavailable:
             healthy = False
             raise
@@ -285,24 +329,6 @@ class ImapInbox:
 
     def _tls_context(self) -> ssl.SSLContext:
         return self.tls_context or ssl.create_default_context()
-
-    async def _starttls(self, client: Any) -> None:
-        """aioimaplib has no STARTTLS: send the command, then upgrade the same transport."""
-        protocol = client.protocol
-        if "STARTTLS" not in protocol.capabilities:
-            raise ChannelUnavailable(f"{self.host} : le serveur IMAP ne propose pas STARTTLS")
-        response = await asyncio.wait_for(
-            protocol.execute(aioimaplib.Command("STARTTLS", protocol.new_tag())),
-            COMMAND_TIMEOUT_SECONDS,
-        )
-        if response.result != "OK":
-            raise ChannelUnavailable(f"{self.host} : STARTTLS refusé")
-        loop = asyncio.get_running_loop()
-        protocol.transport = await loop.start_tls(
-            protocol.transport, protocol, self._tls_context(), server_hostname=self.host
-        )
-        # Capabilities announced before TLS must not be trusted (RFC 3501 §6.2.1).
-        await asyncio.wait_for(protocol.capability(), COMMAND_TIMEOUT_SECONDS)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -337,6 +363,7 @@ class ImapInbox:
             log.info("imap %s: UID %d already handled; skipped", self.host, message.uid)
             await self.db.run(lambda s: self._save(s, uidvalidity, message.uid, None))
             await self._flag(client, message.uid, "\\Seen")
+            await self._file(client, message.uid)
             return False
         flag = "\\Seen"
         try:
@@ -351,14 +378,51 @@ class ImapInbox:
             flag = "\\Flagged"  # for a person to look at, instead of failing at every pass
         await self.db.run(lambda s: self._save(s, uidvalidity, message.uid, key))
         await self._flag(client, message.uid, flag)
+        if flag == "\\Seen":
+            await self._file(client, message.uid)
         return True
 
     async def _flag(self, client: Any, uid: int, flag: str) -> None:
         """Best effort: the cursor, not the flag, is what prevents handling a message twice."""
         try:
-            await client.uid("store", str(uid), "+FLAGS.SILENT", f"({flag})")
+            # aioimaplib puts no time limit on STORE: a lost answer would wait forever.
+            await asyncio.wait_for(
+                client.uid("store", str(uid), "+FLAGS.SILENT", f"({flag})"),
+                COMMAND_TIMEOUT_SECONDS,
+            )
         except (*CONNECTION_ERRORS, TimeoutError) as error:
             log.warning("imap %s: UID %d not flagged (%s)", self.host, uid, type(error).__name__)
+
+    async def _file(self, client: Any, uid: int) -> None:
+        """Move a handled message to the processed folder, when there is one. Best effort: the
+        cursor is already committed, so a failure only leaves the message where it is."""
+        if not self.processed_folder:
+            return
+        target = quote_mailbox(self.processed_folder)
+        try:
+            if client.has_capability("MOVE"):
+                failed = await self._command(client, "move", str(uid), target)
+            else:
+                failed = await self._command(client, "copy", str(uid), target)
+                if not failed:
+                    failed = await self._command(
+                        client, "store", str(uid), "+FLAGS.SILENT", "(\\Deleted)"
+                    )
+                # Without UIDPLUS, EXPUNGE would also remove what others marked deleted: the
+                # original stays, flagged \Deleted, for the mail client to purge.
+                if not failed and client.has_capability("UIDPLUS"):
+                    failed = await self._command(client, "expunge", str(uid))
+        except CONNECTION_ERRORS as error:
+            failed = type(error).__name__
+        if failed:
+            log.warning(
+                "imap %s: UID %d not moved to the processed folder (%s)", self.host, uid, failed
+            )
+
+    async def _command(self, client: Any, command: str, *arguments: str) -> str:
+        """Run `UID <command> …`; return "" when the server said OK, else what it said."""
+        response = await asyncio.wait_for(client.uid(command, *arguments), COMMAND_TIMEOUT_SECONDS)
+        return "" if response.result == "OK" else f"UID {command.upper()} {response.result}"
 
     # -- store -----------------------------------------------------------------------------
 
@@ -399,7 +463,31 @@ def _already_processed(session: Session, key: str) -> bool:
     return found is not None
 
 
-def _uidvalidity(lines: Sequence[Any]) -> int:
+async def starttls(
+    client: Any, host: str, context: ssl.SSLContext, wait_seconds: float = COMMAND_TIMEOUT_SECONDS
+) -> None:
+    """aioimaplib has no STARTTLS: send the command, then upgrade the same transport."""
+    protocol = client.protocol
+    if "STARTTLS" not in protocol.capabilities:
+        raise ChannelUnavailable(f"{host} : le serveur IMAP ne propose pas STARTTLS")
+    response = await asyncio.wait_for(
+        protocol.execute(aioimaplib.Command("STARTTLS", protocol.new_tag())), wait_seconds
+    )
+    if response.result != "OK":
+        raise ChannelUnavailable(f"{host} : STARTTLS refusé")
+    loop = asyncio.get_running_loop()
+    protocol.transport = await loop.start_tls(
+        protocol.transport,
+        protocol,
+        context,
+        server_hostname=host,
+        ssl_handshake_timeout=wait_seconds,
+    )
+    # Capabilities announced before TLS must not be trusted (RFC 3501 §6.2.1).
+    await asyncio.wait_for(protocol.capability(), wait_seconds)
+
+
+def parse_uidvalidity(lines: Sequence[Any]) -> int:
     for line in lines:
         if isinstance(line, bytes | bytearray):
             match = _UIDVALIDITY.search(bytes(line))
@@ -408,7 +496,7 @@ def _uidvalidity(lines: Sequence[Any]) -> int:
     raise ChannelUnavailable("le serveur IMAP n'a pas donné d'UIDVALIDITY")
 
 
-def _quote_mailbox(folder: str) -> str:
+def quote_mailbox(folder: str) -> str:
     """A folder name as an IMAP quoted string (spaces are common: « Boîte de réception »)."""
     if re.fullmatch(r"[A-Za-z0-9._/-]+", folder):
         return folder

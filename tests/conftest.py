@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -19,6 +20,12 @@ from bot.config import Settings, load_settings
 from bot.store.db import upgrade
 from tests.support.builders import Seed, seed_partnership
 from tests.support.components import require
+from tests.support.dovecot import (
+    Dovecot,
+    DovecotUnavailable,
+    dovecot_executable,
+    running_dovecot,
+)
 
 ADMIN_URL = os.environ.get(
     "CORDEE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -122,3 +129,15 @@ async def app(
 @pytest.fixture
 def seed(app: App, clock: FrozenClock) -> Seed:
     return seed_partnership(app.db, now=clock.now())
+
+
+@pytest.fixture
+def dovecot(tmp_path: Path) -> Iterator[Dovecot]:
+    """A real Dovecot on 127.0.0.1 (IMAP, IMAPS, LMTP), started for one test."""
+    require(dovecot_executable() is not None, "Dovecot")
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(running_dovecot(tmp_path / "dovecot"))
+        except DovecotUnavailable as error:
+            pytest.fail(str(error))
+        yield server

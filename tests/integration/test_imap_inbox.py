@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email
-import os
-import shutil
-import signal
-import smtplib
-import socket
 import ssl
-import subprocess
-import tempfile
-import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import trustme
 from aioimaplib.imap_testing_server import Mail, MockImapServer
 
 from bot.app import App
@@ -29,11 +18,12 @@ from bot.errors import ChannelUnavailable
 from bot.store.models import MailboxCursor, ProcessedMail
 from tests.integration.test_mail_intake import reply, start
 from tests.support.builders import Seed
-from tests.support.components import require
-
-BOT = "bot@cordee.example"
-PASSWORD = "secret"
-
+from tests.support.dovecot import (
+    BOT,
+    PASSWORD,
+    Dovecot,
+    deliver_by_lmtp,
+)
 
 # -- aioimaplib's bundled server ---------------------------------------------------------------
 
@@ -166,125 +156,8 @@ def test_fetch_answers_are_parsed_whichever_side_the_uid_is() -> None:
 # -- Dovecot ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Dovecot:
-    imap_port: int
-    imaps_port: int
-    lmtp_port: int
-    authority: trustme.CA
-
-    def client_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context()
-        self.authority.configure_trust(context)
-        return context
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _listening(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-        return True
-    return False
-
-
-@pytest.fixture
-def dovecot(tmp_path: Path) -> Iterator[Dovecot]:
-    executable = shutil.which("dovecot") or (
-        "/usr/sbin/dovecot" if Path("/usr/sbin/dovecot").exists() else None
-    )
-    require(executable is not None, "Dovecot")
-    assert executable is not None
-    root = tmp_path / "dovecot"
-    for sub in ("run", "state"):
-        (root / sub).mkdir(parents=True)
-    # Dovecot refuses to give mail to uid 0: as root, the mailbox belongs to nobody, in a
-    # folder that user can reach (pytest's temporary tree is private to root).
-    uid, gid = (65534, 65534) if os.getuid() == 0 else (os.getuid(), os.getgid())
-    mail_root = Path(tempfile.mkdtemp(prefix="cordee-dovecot-"))
-    mail_root.chmod(0o755)
-    os.chown(mail_root, uid, gid)
-    imap_port, imaps_port, lmtp_port = _free_port(), _free_port(), _free_port()
-    authority = trustme.CA()
-    certificate = authority.issue_cert("127.0.0.1")
-    certificate.cert_chain_pems[0].write_to_path(str(root / "cert.pem"))
-    certificate.private_key_pem.write_to_path(str(root / "key.pem"))
-    (root / "dovecot.conf").write_text(
-        f"""
-protocols = imap lmtp
-listen = 127.0.0.1
-base_dir = {root}/run
-state_dir = {root}/state
-log_path = {root}/dovecot.log
-ssl = yes
-ssl_cert = <{root}/cert.pem
-ssl_key = <{root}/key.pem
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-auth_failure_delay = 0
-mail_location = maildir:~/Maildir
-passdb {{
-  driver = static
-  args = password={PASSWORD}
-}}
-userdb {{
-  driver = static
-  args = uid={uid} gid={gid} home={mail_root}/%u
-}}
-service imap-login {{
-  inet_listener imap {{
-    address = 127.0.0.1
-    port = {imap_port}
-  }}
-  inet_listener imaps {{
-    address = 127.0.0.1
-    port = {imaps_port}
-  }}
-}}
-service lmtp {{
-  inet_listener lmtp {{
-    address = 127.0.0.1
-    port = {lmtp_port}
-  }}
-  unix_listener lmtp {{
-    mode = 0600
-  }}
-}}
-service imap-hibernate {{
-  unix_listener imap-hibernate {{
-    mode = 0600
-  }}
-}}
-""",
-        encoding="utf-8",
-    )
-    try:
-        subprocess.run([executable, "-c", str(root / "dovecot.conf")], check=True, timeout=30)
-        for _ in range(300):  # up to ~30 s, usually about a second
-            if all(_listening(port) for port in (imap_port, imaps_port, lmtp_port)):
-                break
-            time.sleep(0.1)  # waiting for a server to be ready, not moving time
-        else:
-            log = (root / "dovecot.log").read_text(encoding="utf-8", errors="replace")
-            pytest.fail(f"Dovecot did not start:\n{log}")
-        yield Dovecot(imap_port, imaps_port, lmtp_port, authority)
-    finally:
-        pid_file = root / "run" / "master.pid"
-        if pid_file.exists():
-            os.kill(int(pid_file.read_text(encoding="ascii").strip()), signal.SIGTERM)
-        for _ in range(300):
-            if not _listening(imap_port):
-                break
-            time.sleep(0.1)  # waiting for the server to go away
-        shutil.rmtree(mail_root, ignore_errors=True)
-
-
-def _deliver_by_lmtp(server: Dovecot, sender: str, message: bytes) -> None:
-    with smtplib.LMTP("127.0.0.1", server.lmtp_port) as lmtp:
-        lmtp.sendmail(sender, [BOT], message)
+# Other test modules import it under this name.
+_deliver_by_lmtp = deliver_by_lmtp
 
 
 class TestDovecot:

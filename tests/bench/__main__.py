@@ -1,15 +1,42 @@
-"""Entry point of `python -m tests.bench`: runs every benchmark, exits 1 if a target is missed."""
+"""`python -m tests.bench [NAME…]`: runs the benchmarks; exits 1 when a target is missed.
+
+Without a name every benchmark runs, in the order below; `python -m tests.bench mail_smtp` runs
+one. Each prints its own table (anchor, Cordée, ratio, target) as it finishes; options come
+from the environment (see each module's docstring).
+"""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
-from tests.bench import cdc_validation
+from tests.bench import cdc_validation, mail_idle, mail_ingest, mail_smtp
+
+BENCHMARKS: dict[str, Callable[[], int]] = {
+    "cdc_validation": cdc_validation.main,
+    "mail_ingest": mail_ingest.main,
+    "mail_smtp": mail_smtp.main,
+    "mail_idle": mail_idle.main,
+}
 
 
-def main() -> int:
-    return cdc_validation.main()
+def main(names: list[str]) -> int:
+    unknown = [name for name in names if name not in BENCHMARKS]
+    if unknown:
+        print(f"Benchmark inconnu : {', '.join(unknown)} (au choix : {', '.join(BENCHMARKS)})")
+        return 2
+    chosen = names or list(BENCHMARKS)
+    results: dict[str, int] = {}
+    for name in chosen:
+        print(f"\n== {name} ==", flush=True)
+        results[name] = BENCHMARKS[name]()
+    if len(chosen) > 1:
+        print("\n" + " | ".join(("benchmark", "résultat")))
+        print("--- | ---")
+        for name, code in results.items():
+            print(f"{name} | {'OK' if code == 0 else 'ÉCHEC'}")
+    return 1 if any(results.values()) else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.parser
-import email.policy
-import hashlib
 import logging
 import random
 import re
@@ -38,8 +35,9 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from bot.errors import ChannelUnavailable, CordeeError
+from bot.processed_mail import already_processed, dedupe_key, record_processed
 from bot.store.db import Database
-from bot.store.models import MailboxCursor, ProcessedMail
+from bot.store.models import MailboxCursor
 
 log = logging.getLogger("cordee.inbox")
 
@@ -57,7 +55,6 @@ DEFAULT_PORTS: dict[str, int] = {"none": 143, "starttls": 143, "tls": 993}
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]", re.IGNORECASE)
 _FETCH_WITH_LITERAL = re.compile(rb"^\d+ FETCH \(.*\{\d+\}$", re.IGNORECASE)
 _UID = re.compile(rb"\bUID (\d+)", re.IGNORECASE)
-_HEADER_PARSER = email.parser.BytesHeaderParser(policy=email.policy.compat32)
 
 # What a lost or refused connection looks like from aioimaplib and asyncio.
 CONNECTION_ERRORS = (OSError, TimeoutError, ssl.SSLError, aioimaplib.AioImapException)
@@ -123,18 +120,6 @@ def parse_fetch(lines: Sequence[Any]) -> list[FetchedMessage]:
             continue
         index += 1
     return [FetchedMessage(uid, found[uid]) for uid in sorted(found)]
-
-
-def dedupe_key(raw: bytes) -> str:
-    """The Message-ID, or a digest of the whole message when it has none."""
-    try:
-        value = _HEADER_PARSER.parsebytes(raw).get("Message-ID")
-    except (ValueError, UnicodeError):
-        value = None
-    message_id = str(value).strip() if value is not None else ""
-    if message_id:
-        return message_id[:998]
-    return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
 def backoff_delays(
@@ -359,7 +344,7 @@ class ImapInbox:
     ) -> bool:
         """Handle one message unless its Message-ID was already handled; True when handled."""
         key = dedupe_key(message.raw)
-        if await self.db.run(lambda s: _already_processed(s, key)):
+        if await self.db.run(lambda s: already_processed(s, key)):
             log.info("imap %s: UID %d already handled; skipped", self.host, message.uid)
             await self.db.run(lambda s: self._save(s, uidvalidity, message.uid, None))
             await self._flag(client, message.uid, "\\Seen")
@@ -437,8 +422,8 @@ class ImapInbox:
     def _save(self, session: Session, uidvalidity: int, uid: int, key: str | None) -> None:
         """Advance the cursor and record the Message-ID, in one transaction."""
         now = datetime.now(UTC)
-        if key is not None and not _already_processed(session, key):
-            session.add(ProcessedMail(message_id=key, received_at=now))
+        if key is not None:
+            record_processed(session, key, now)
         cursor = session.scalars(
             select(MailboxCursor).where(MailboxCursor.mailbox == self.mailbox_key)
         ).first()
@@ -454,13 +439,6 @@ class ImapInbox:
         else:
             cursor.last_uid = max(cursor.last_uid, uid)
         cursor.updated_at = now
-
-
-def _already_processed(session: Session, key: str) -> bool:
-    found = session.scalars(
-        select(ProcessedMail.id).where(ProcessedMail.message_id == key).limit(1)
-    ).first()
-    return found is not None
 
 
 async def starttls(

@@ -6,7 +6,6 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from email.utils import parseaddr
 
 from aiohttp import web
 
@@ -145,7 +144,7 @@ def build_app(
         links=links,
         channels=channels,
         clock=clock,
-        message_domain=_domain_of(settings.mail_from),
+        message_domain=settings.mail_from_domain,
         reply_addresses=ReplyAddresses(
             settings.secret_key.get_secret_value(), settings.effective_reply_domain
         ),
@@ -200,8 +199,3 @@ def _inbox(settings: Settings, db: Database) -> MaildirInbox | ImapInbox:
         poll_seconds=settings.imap_poll_seconds,
         processed_folder=processed,
     )
-
-
-def _domain_of(mail_from: str) -> str:
-    address = parseaddr(mail_from)[1]
-    return address.rpartition("@")[2] or "cordee.localhost"

@@ -164,11 +164,13 @@ class Settings(BaseModel):
         return self.public_url or f"http://{self.host}:{self.port or 8080}"
 
     @property
-    def effective_reply_domain(self) -> str:
-        if self.reply_domain:
-            return self.reply_domain
+    def mail_from_domain(self) -> str:
         address = parseaddr(self.mail_from)[1]
         return address.rpartition("@")[2] or "cordee.localhost"
+
+    @property
+    def effective_reply_domain(self) -> str:
+        return self.reply_domain or self.mail_from_domain
 
     @property
     def effective_outbox_dir(self) -> Path:

@@ -187,10 +187,15 @@ class Engine:
             batch = await self.db.run(partial(self._claim_due, now=instant))
             if not batch:
                 return delivered
-            # Delivering may enqueue more (a failure notice); retried rows wait in the future,
-            # so the loop ends when nothing due is left.
+            went_out = 0
             for message_id, outbound in batch:
-                delivered += await self._deliver_one(message_id, outbound)
+                went_out += await self._deliver_one(message_id, outbound)
+            delivered += went_out
+            # A failure may have enqueued a notice, and a full batch may leave more behind. Else
+            # nothing due is left (retried rows wait in the future; rows written meanwhile are
+            # delivered by the command that wrote them): no need for one more, empty, claim.
+            if went_out == len(batch) and len(batch) < DELIVERY_BATCH:
+                return delivered
 
     async def view(
         self, public_id: str, *, certifier_id: int | None = None, history: bool = False
@@ -557,17 +562,24 @@ class Engine:
             log.error("outbox %s: delivery failed for good: %s", message_id, reason)
             await self.db.run(lambda s: self._mark_failed(s, message_id, reason))
             return 0
-        await self.db.run(lambda s: self._mark_sent(s, message_id))
+        # Recorded before the next message goes out: a process killed mid-batch resends at most
+        # the message in flight.
+        await self.db.run(partial(self._mark_sent, message_id=message_id))
         return 1
 
     def _mark_sent(self, session: Session, message_id: int) -> None:
-        row = session.get(OutboxMessage, message_id)
-        if row is None:
-            return
-        row.status = "sent"
-        row.attempts += 1
-        row.last_error = None
-        row.sent_at = self.clock.now()
+        # One UPDATE, without loading the row first: this runs once per message sent.
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == message_id)
+            .values(
+                status="sent",
+                attempts=OutboxMessage.attempts + 1,
+                last_error=None,
+                sent_at=self.clock.now(),
+            )
+            .execution_options(synchronize_session=False)
+        )
 
     def _mark_failed(self, session: Session, message_id: int, reason: str) -> None:
         row = session.get(OutboxMessage, message_id)

@@ -136,6 +136,22 @@ class Engine:
         await self.deliver()
         return outcome
 
+    def fire_in(
+        self,
+        session: Session,
+        public_id: str,
+        event: str,
+        *,
+        actor: str,
+        certifier_id: int | None = None,
+    ) -> Outcome:
+        """fire() inside the caller's transaction (batch work: the partner folder sync).
+
+        The state, audit trail and outbox rows commit with the caller's other writes; the
+        caller calls deliver() once the transaction is committed.
+        """
+        return self._fire_tx(session, public_id, event, actor, certifier_id, None)
+
     async def fire_unless_recent(
         self,
         public_id: str,

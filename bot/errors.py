@@ -7,12 +7,21 @@
     ├── NotFound                       an unknown certifier, organisation, request…
     ├── InvalidInput                   a value a person typed is not acceptable (SIRET, code…)
     ├── Conflict                       clashes with existing data (second pending request…)
+    │   └── SharingStopped             bot.sync.run: sharing paused or revoked during a sync run
+    ├── RejectedFile                   bot.sync.files: an export that cannot be imported at all
+    ├── CredentialsUnreadable          bot.sync.credentials: stored API key no longer decrypts
+    ├── SourceError                    bot.sync.sources: a partner's folder source failed whole
+    │   ├── SourceAuthError            credentials refused (401/403): the organisation is asked
+    │   └── SourceUnavailable          unreachable, timeout, 5xx: retried with back-off
     ├── TokenError                     a link token that cannot be used
     │   ├── TokenInvalid               tampered or malformed
     │   └── TokenExpired               signature fine, too old
     └── ChannelError                   a channel could not do its job
         ├── DeliveryFailed             permanent: the message will not be delivered
         └── ChannelUnavailable         transient: try again later (also a ConnectionError)
+
+The sync errors live beside the code that raises them; they are listed here so the
+tree stays whole.
 
 Every message is written for the person who will read it: French, plain, saying what to do next.
 """

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from bot.config import Settings
 from bot.fsm import Workflow
-from workflows import access_request
+from workflows import access_request, certification_folder, partner_sync
 
 
 def build_registry(settings: Settings) -> Mapping[str, Workflow]:
@@ -16,7 +16,15 @@ def build_registry(settings: Settings) -> Mapping[str, Workflow]:
         reminders=tuple(timedelta(days=d) for d in settings.access_request_reminder_days),
         expiry=timedelta(days=settings.access_request_expiry_days),
     )
-    return {request.name: request}
+    return {
+        request.name: request,
+        certification_folder.NAME: certification_folder.WORKFLOW,
+        partner_sync.NAME: partner_sync.WORKFLOW,
+    }
 
 
-DEFAULT_WORKFLOWS: Mapping[str, Workflow] = {access_request.WORKFLOW.name: access_request.WORKFLOW}
+DEFAULT_WORKFLOWS: Mapping[str, Workflow] = {
+    access_request.WORKFLOW.name: access_request.WORKFLOW,
+    certification_folder.NAME: certification_folder.WORKFLOW,
+    partner_sync.NAME: partner_sync.WORKFLOW,
+}

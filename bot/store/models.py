@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -12,9 +12,12 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -268,3 +271,108 @@ class ProcessedMail(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     message_id: Mapped[str] = mapped_column(String(998), unique=True)
     received_at: Mapped[datetime]
+
+
+# ------------------------------------------------------------ partner folder sync
+
+
+class CertificationFolder(Base):
+    """A certifier's certification folder, built from a partner's shared training folder.
+
+    Its state lives on its workflow instance (workflow « certification_folder »). Only the
+    administrative data of the allow-list in bot/sync/rules.py is kept: never prices, funding,
+    billing or private notes.
+    """
+
+    __tablename__ = "certification_folder"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("workflow_instance.id"), unique=True)
+    certifier_id: Mapped[int] = mapped_column(ForeignKey("certifier.id"), index=True)
+    partnership_id: Mapped[int] = mapped_column(ForeignKey("partnership.id", ondelete="CASCADE"))
+    certification_id: Mapped[int] = mapped_column(ForeignKey("certification.id"))
+    folder_number: Mapped[str] = mapped_column(String(64))
+    attendee_last_name: Mapped[str] = mapped_column(String(100))
+    attendee_first_name: Mapped[str] = mapped_column(String(100))
+    attendee_email: Mapped[str | None] = mapped_column(String(320))
+    attendee_phone: Mapped[str | None] = mapped_column(String(32))
+    session_start: Mapped[date | None]
+    session_end: Mapped[date | None]
+    training_state: Mapped[str] = mapped_column(String(40))
+    training_state_on: Mapped[date | None]
+    # Digest of the allow-listed fields: an unchanged folder costs no write on the next run.
+    fingerprint: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("partnership_id", "folder_number"),)
+
+
+class PartnerSync(Base):
+    """Where a partnership's training folders come from, when, and how the last run went."""
+
+    __tablename__ = "partner_sync"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    partnership_id: Mapped[int] = mapped_column(
+        ForeignKey("partnership.id", ondelete="CASCADE"), unique=True
+    )
+    certifier_id: Mapped[int] = mapped_column(ForeignKey("certifier.id"), index=True)
+    source_kind: Mapped[str] = mapped_column(String(8))
+    base_url: Mapped[str | None] = mapped_column(String(2048))
+    # Fernet token (key derived from CORDEE_SECRET_KEY); never the clear API key.
+    credentials: Mapped[str | None] = mapped_column(Text)
+    interval_minutes: Mapped[int] = mapped_column(Integer, default=60)
+    # The source's own « last update » instant of the newest folder read (updatedSince).
+    cursor: Mapped[str | None] = mapped_column(String(64))
+    last_started_at: Mapped[datetime | None]
+    last_finished_at: Mapped[datetime | None]
+    last_outcome: Mapped[str | None] = mapped_column(String(16))
+    last_source: Mapped[str | None] = mapped_column(String(8))
+    last_created: Mapped[int] = mapped_column(Integer, default=0)
+    last_updated: Mapped[int] = mapped_column(Integer, default=0)
+    last_unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    last_ignored: Mapped[int] = mapped_column(Integer, default=0)
+    last_rejected: Mapped[int] = mapped_column(Integer, default=0)
+    # Row errors of the last run: line, folder number and message, never a person's data.
+    last_errors: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    failing_since: Mapped[datetime | None]
+    next_attempt_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class SharingPause(Base):
+    """A covered certification whose sharing is paused; resuming deletes the row."""
+
+    __tablename__ = "sharing_pause"
+
+    partnership_id: Mapped[int] = mapped_column(primary_key=True)
+    certification_id: Mapped[int] = mapped_column(primary_key=True)
+    certifier_id: Mapped[int] = mapped_column(ForeignKey("certifier.id"), index=True)
+    paused_at: Mapped[datetime]
+    # "certifier:cli", "partner_contact:web"…: who may be asked why.
+    paused_by: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["partnership_id", "certification_id"],
+            [
+                "partnership_certification.partnership_id",
+                "partnership_certification.certification_id",
+            ],
+            ondelete="CASCADE",
+        ),
+    )
+
+
+# APScheduler's persistent job store (SQLAlchemyJobStore) reads and writes this table; it is
+# declared here, with APScheduler's own layout, so that migrations create it like any other.
+scheduler_jobs = Table(
+    "apscheduler_jobs",
+    Base.metadata,
+    Column("id", String(191), primary_key=True),
+    Column("next_run_time", Float(25), index=True),
+    Column("job_state", LargeBinary, nullable=False),
+)

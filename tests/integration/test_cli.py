@@ -218,7 +218,11 @@ def test_config_show_masks_secrets(cordee: Cordee) -> None:
 
 
 def test_workflow_diagram_matches_the_committed_file(cordee: Cordee) -> None:
-    assert cordee("workflows", "list", "--names").output.split() == ["access_request"]
+    assert cordee("workflows", "list", "--names").output.split() == [
+        "access_request",
+        "certification_folder",
+        "partner_sync",
+    ]
     diagram = cordee("workflows", "show", "access_request", "--mermaid")
     assert diagram.output == mermaid(WORKFLOW)
     assert diagram.output == (ROOT / "workflows" / "access_request.mmd").read_text(encoding="utf-8")

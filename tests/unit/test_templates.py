@@ -13,7 +13,8 @@ from workflows import DEFAULT_WORKFLOWS
 
 NOW = datetime(2026, 7, 1, 8, 30, tzinfo=UTC)
 
-MESSAGES = sorted({t for workflow in DEFAULT_WORKFLOWS.values() for t in workflow.templates})
+# The access request's messages share one context; the sync's have theirs in tests/sync.
+MESSAGES = sorted(DEFAULT_WORKFLOWS["access_request"].templates)
 ENGINE_MESSAGES = [FAILURE_TEMPLATE]
 
 

@@ -25,6 +25,8 @@ from bot.render import Renderer, default_renderer
 from bot.reply_address import ReplyAddresses
 from bot.scheduler import Scheduler
 from bot.store.db import Database, head_revision
+from bot.sync.schedule import SyncScheduler
+from bot.sync.services import SyncServices
 from workflows import build_registry
 
 log = logging.getLogger("cordee.app")
@@ -44,6 +46,8 @@ class App:
     channels: Mapping[str, Channel]
     scheduler: Scheduler
     inbox: MaildirInbox | ImapInbox | None = None
+    # Partner folder syncs (APScheduler, persistent job store); started by serve().
+    sync_scheduler: SyncScheduler | None = None
     runners: list[web.AppRunner] = field(default_factory=list)
 
     def link_lifetime(self, action: str) -> timedelta:
@@ -97,6 +101,8 @@ class App:
             await channel.start(self._ignore_inbound)
         if scheduler:
             self.scheduler.start()
+            self.sync_scheduler = SyncScheduler(SyncServices.of(self))
+            self.sync_scheduler.start()
             if self.inbox is not None:
                 await self.inbox.start(self.handle_mail)
         sockets = runner.addresses
@@ -115,6 +121,8 @@ class App:
         if self.inbox is not None:
             await self.inbox.stop()
         await self.scheduler.stop()
+        if self.sync_scheduler is not None:
+            await self.sync_scheduler.stop()
         for channel in self.channels.values():
             await channel.stop()
         for runner in self.runners:

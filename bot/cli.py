@@ -884,3 +884,9 @@ def workflows_show(ctx: click.Context, name: str, as_mermaid: bool) -> None:
 
 cli.add_command(xml_group)
 cli.add_command(reply_group)
+
+# Imported last: these groups use the helpers defined above.
+from bot.sync.cli import folders_group, sync_group  # noqa: E402
+
+cli.add_command(sync_group)
+cli.add_command(folders_group)

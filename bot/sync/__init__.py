@@ -1,0 +1,1 @@
+"""Partner folder sync: authorised partners' training folders become certification folders."""

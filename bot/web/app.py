@@ -68,6 +68,9 @@ def make_web_app(app: App) -> web.Application:
     web_app.router.add_get(LINK_PATH + "{token:[^/]*}", show_link)
     web_app.router.add_post(LINK_PATH + "{token:[^/]*}", decide)
     web_app.router.add_post(LINK_PATH + "{token:[^/]*}" + RENEW_SUFFIX, renew_manage_link)
+    from bot.web.sharing import add_sharing_routes  # it builds on this module's helpers
+
+    add_sharing_routes(web_app)
     web_app.on_response_prepare.append(secure_headers)
     return web_app
 
@@ -91,7 +94,14 @@ async def show_link(request: web.Request) -> web.Response:
     link = await _resolve(request)
     if not link.possible:
         return _decided(request, language, link.claim.action, link.view)
-    return _page(request, "decision", language, action=link.claim.action, **_summary(link.view))
+    extra: dict[str, Any] = {}
+    if link.claim.action == "manage":
+        from bot.web.sharing import sharing_context  # pause, resume and API key, per certification
+
+        extra = await sharing_context(request, link.view)
+    return _page(
+        request, "decision", language, action=link.claim.action, **_summary(link.view), **extra
+    )
 
 
 async def decide(request: web.Request) -> web.Response:

@@ -13,7 +13,7 @@ import sys
 # Each module is imported only when its turn comes: a benchmark's children inherit this
 # process's peak RSS in their ru_maxrss (Linux keeps it across fork + exec), and the CDC
 # benchmark measures its children that way.
-BENCHMARKS = ("cdc_validation", "mail_ingest", "mail_smtp", "mail_idle")
+BENCHMARKS = ("cdc_validation", "mail_ingest", "mail_smtp", "mail_idle", "sync")
 
 
 def main(names: list[str]) -> int:

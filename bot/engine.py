@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.channels.base import Channel
+from bot.channels.base import Channel, Pipelining
 from bot.channels.mail import new_message_id
 from bot.clock import Clock
 from bot.errors import (
@@ -50,6 +51,17 @@ MAX_DELIVERY_ATTEMPTS = 12
 DELIVERY_BATCH = 100
 # Told to the certifier's staff when a message to a person could not be delivered.
 FAILURE_TEMPLATE = "delivery/staff/failed"
+# Runs once per mail sent: built once, without loading the rows.
+RECORD_SENT = (
+    update(OutboxMessage)
+    .where(OutboxMessage.id.in_(bindparam("ids", expanding=True)))
+    .values(
+        status="sent",
+        attempts=OutboxMessage.attempts + 1,
+        last_error=None,
+        sent_at=bindparam("now"),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -203,9 +215,7 @@ class Engine:
             batch = await self.db.run(partial(self._claim_due, now=instant))
             if not batch:
                 return delivered
-            went_out = 0
-            for message_id, outbound in batch:
-                went_out += await self._deliver_one(message_id, outbound)
+            went_out = await self._deliver_batch(batch)
             delivered += went_out
             # A failure may have enqueued a notice, and a full batch may leave more behind. Else
             # nothing due is left (retried rows wait in the future; rows written meanwhile are
@@ -562,40 +572,93 @@ class Engine:
             claimed.append((row.id, _outbound(row)))
         return claimed
 
-    async def _deliver_one(self, message_id: int, outbound: Outbound) -> int:
-        channel = self.channels.get(outbound.channel)
+    async def _deliver_batch(self, batch: list[tuple[int, Outbound]]) -> int:
+        """Send a claimed batch in order, overlapping each mail's database work with the wire.
+
+        While a mail is on the wire the next one is built (Pipelining.prepare); while the next
+        one's envelope is exchanged, this one is recorded as sent, and the channel waits for
+        that record before handing the next one over. A process killed at any moment thus
+        leaves at most the mail in flight unrecorded: it goes again once its lease ends.
+        Channels for which a second delivery changes nothing (`idempotent`: the Maildir file
+        named after the Message-ID) get one record per batch instead.
+        """
+        went_out = 0
+        recording: asyncio.Task[None] | None = None
+        unrecorded: list[int] = []
+        try:
+            for index, (message_id, outbound) in enumerate(batch):
+                channel = self.channels.get(outbound.channel)
+                idempotent = getattr(channel, "idempotent", False) is True
+                following = batch[index + 1][1] if index + 1 < len(batch) else None
+                ahead = self._prepare_ahead(following)
+                try:
+                    wait = None if idempotent else recording
+                    sent = await self._attempt(channel, message_id, outbound, after=wait)
+                finally:
+                    if ahead is not None:
+                        await ahead
+                if not sent:
+                    continue
+                went_out += 1
+                if idempotent:
+                    unrecorded.append(message_id)
+                    continue
+                if recording is not None:
+                    await recording
+                recording = asyncio.create_task(self._record_sent([message_id]))
+        finally:
+            if recording is not None:
+                await recording
+            if unrecorded:
+                await self._record_sent(unrecorded)
+        return went_out
+
+    def _prepare_ahead(self, outbound: Outbound | None) -> asyncio.Task[None] | None:
+        """Let a pipelining channel build a mail when the event loop is idle.
+
+        The task runs at the first await of the current send: while the server answers.
+        """
+        channel = self.channels.get(outbound.channel) if outbound is not None else None
+        if outbound is None or not isinstance(channel, Pipelining):
+            return None
+
+        async def prepare() -> None:
+            channel.prepare(outbound)
+
+        return asyncio.create_task(prepare())
+
+    async def _attempt(
+        self,
+        channel: Channel | None,
+        message_id: int,
+        outbound: Outbound,
+        *,
+        after: Awaitable[None] | None,
+    ) -> bool:
+        """Hand one mail to its channel once `after` is done; failures are recorded here."""
         try:
             if channel is None:
                 raise DeliveryFailed(f"aucun canal « {outbound.channel} » n'est configuré")
-            await channel.send(outbound)
+            if isinstance(channel, Pipelining):
+                await channel.send(outbound, after=after)
+            else:
+                if after is not None:
+                    await after
+                await channel.send(outbound)
         except ChannelUnavailable as error:
             reason = str(error)
             log.warning("outbox %s: channel unavailable, will retry: %s", message_id, reason)
             await self.db.run(lambda s: self._mark_retry(s, message_id, reason))
-            return 0
+            return False
         except DeliveryFailed as error:
             reason = str(error)
             log.error("outbox %s: delivery failed for good: %s", message_id, reason)
             await self.db.run(lambda s: self._mark_failed(s, message_id, reason))
-            return 0
-        # Recorded before the next message goes out: a process killed mid-batch resends at most
-        # the message in flight.
-        await self.db.run(partial(self._mark_sent, message_id=message_id))
-        return 1
+            return False
+        return True
 
-    def _mark_sent(self, session: Session, message_id: int) -> None:
-        # One UPDATE, without loading the row first: this runs once per message sent.
-        session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id == message_id)
-            .values(
-                status="sent",
-                attempts=OutboxMessage.attempts + 1,
-                last_error=None,
-                sent_at=self.clock.now(),
-            )
-            .execution_options(synchronize_session=False)
-        )
+    async def _record_sent(self, message_ids: list[int]) -> None:
+        await self.db.execute(RECORD_SENT, {"ids": message_ids, "now": self.clock.now()})
 
     def _mark_failed(self, session: Session, message_id: int, reason: str) -> None:
         row = session.get(OutboxMessage, message_id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from bot.events import Inbound, Outbound, Receipt
 
@@ -11,6 +11,12 @@ Dispatch = Callable[[Inbound], Awaitable[None]]
 
 
 class Channel(Protocol):
+    """A way to reach people.
+
+    A channel may also declare `idempotent = True` when delivering the same message twice
+    changes nothing: the engine then records its sends per batch.
+    """
+
     name: str
 
     async def send(self, outbound: Outbound) -> Receipt:
@@ -22,3 +28,21 @@ class Channel(Protocol):
         ...
 
     async def stop(self) -> None: ...
+
+
+@runtime_checkable
+class Pipelining(Protocol):
+    """A channel that overlaps its work on one message with the engine's work on the next.
+
+    prepare() builds the next message while the current one is on the wire; send() awaits
+    `after` (the previous message's « sent » record) only at the moment it hands the new one
+    over, so that database write overlaps with the network exchange.
+    """
+
+    def prepare(self, outbound: Outbound) -> None:
+        """Best effort, never raises: send() does the work itself when this did not."""
+        ...
+
+    async def send(self, outbound: Outbound, *, after: Awaitable[None] | None = None) -> Receipt:
+        """Like Channel.send; `after` must have completed before the message is handed over."""
+        ...

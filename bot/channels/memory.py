@@ -8,8 +8,10 @@ from bot.events import Inbound, Outbound, Receipt
 
 
 class MemoryChannel:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, idempotent: bool = False) -> None:
         self.name = name
+        # Stands for a channel where a second delivery changes nothing (see Engine.deliver).
+        self.idempotent = idempotent
         self.sent: list[Outbound] = []
         self.failures_to_inject = 0
         self._dispatch: Dispatch | None = None

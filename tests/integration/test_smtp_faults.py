@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from stdnum import luhn
 
@@ -213,3 +215,43 @@ async def test_a_process_killed_mid_batch_delivers_everything_once_after_restart
     assert process.returncode == -signal.SIGKILL
     assert {row.status for row in rows} == {"sent"}
     assert message_ids(recorder) == Counter({row.message_id: 1 for row in rows})
+
+
+async def test_a_mail_is_not_handed_over_before_the_previous_one_is_recorded_as_sent(
+    settings: Settings, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The database failing while mail 2 is recorded: a fault no real SMTP server produces.
+    port = await closed_port()
+    app = smtp_app(settings, clock, smtp_channel(port))
+    recorder = ScriptedRecorder()
+    server: SmtpServer | None = None
+    try:
+        await queue_requests(app, clock, BATCH)
+        server = await start_server(recorder, port=port)
+        real_execute = app.db.execute
+        records = 0
+
+        async def failing_second_record(statement: Any, parameters: dict[str, Any]) -> None:
+            nonlocal records
+            records += 1
+            if records == 2:
+                raise OperationalError("UPDATE outbox", {}, Exception("disk I/O error"))
+            await real_execute(statement, parameters)
+
+        monkeypatch.setattr(app.db, "execute", failing_second_record)
+        with pytest.raises(OperationalError):
+            await app.engine.deliver(clock.advance(timedelta(minutes=5)))
+        # Mail 3 had its envelope accepted but never its content: the server holds two mails.
+        assert len(message_ids(recorder)) == 2
+        monkeypatch.setattr(app.db, "execute", real_execute)
+        # Once the lease runs out, the unrecorded mail 2 goes again (at least once), then the rest.
+        delivered = await app.engine.deliver(clock.advance(timedelta(minutes=10)))
+        rows = outbox_rows(app)
+    finally:
+        if server is not None:
+            await server.stop()
+        await app.close()
+    assert delivered == BATCH - 1
+    assert {row.status for row in rows} == {"sent"}
+    received = message_ids(recorder)
+    assert sorted(received.values()) == [1] * (BATCH - 1) + [2]

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from aiohttp import web
 
+from bot.cdc.reminders import ReminderScheduler
 from bot.channels.base import Channel
 from bot.channels.console import ConsoleChannel
 from bot.channels.imap_inbox import ImapInbox
@@ -48,6 +49,8 @@ class App:
     inbox: MaildirInbox | ImapInbox | None = None
     # Partner folder syncs (APScheduler, persistent job store); started by serve().
     sync_scheduler: SyncScheduler | None = None
+    # CDC deposit deadline reminders (APScheduler, persistent job store); started by serve().
+    deposit_reminders: ReminderScheduler | None = None
     runners: list[web.AppRunner] = field(default_factory=list)
 
     def link_lifetime(self, action: str) -> timedelta:
@@ -103,6 +106,8 @@ class App:
             self.scheduler.start()
             self.sync_scheduler = SyncScheduler(SyncServices.of(self))
             self.sync_scheduler.start()
+            self.deposit_reminders = ReminderScheduler(SyncServices.of(self))
+            self.deposit_reminders.start()
             if self.inbox is not None:
                 await self.inbox.start(self.handle_mail)
         sockets = runner.addresses
@@ -123,6 +128,8 @@ class App:
         await self.scheduler.stop()
         if self.sync_scheduler is not None:
             await self.sync_scheduler.stop()
+        if self.deposit_reminders is not None:
+            await self.deposit_reminders.stop()
         for channel in self.channels.values():
             await channel.stop()
         for runner in self.runners:

@@ -890,3 +890,10 @@ from bot.sync.cli import folders_group, sync_group  # noqa: E402
 
 cli.add_command(sync_group)
 cli.add_command(folders_group)
+
+# CDC deposit (issue 5): `cordee xml build`, `cordee deposit …`, `cordee folders set-result`.
+from bot.cdc.deposit_cli import build_command, deposit_group, set_result_command  # noqa: E402
+
+xml_group.add_command(build_command)
+folders_group.add_command(set_result_command)
+cli.add_command(deposit_group)

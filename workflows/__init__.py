@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from bot.config import Settings
 from bot.fsm import Workflow
-from workflows import access_request, certification_folder, partner_sync
+from workflows import access_request, cdc_batch, cdc_deposit, certification_folder, partner_sync
 
 
 def build_registry(settings: Settings) -> Mapping[str, Workflow]:
@@ -20,6 +20,8 @@ def build_registry(settings: Settings) -> Mapping[str, Workflow]:
         request.name: request,
         certification_folder.NAME: certification_folder.WORKFLOW,
         partner_sync.NAME: partner_sync.WORKFLOW,
+        cdc_batch.NAME: cdc_batch.WORKFLOW,
+        cdc_deposit.NAME: cdc_deposit.WORKFLOW,
     }
 
 
@@ -27,4 +29,6 @@ DEFAULT_WORKFLOWS: Mapping[str, Workflow] = {
     access_request.WORKFLOW.name: access_request.WORKFLOW,
     certification_folder.NAME: certification_folder.WORKFLOW,
     partner_sync.NAME: partner_sync.WORKFLOW,
+    cdc_batch.NAME: cdc_batch.WORKFLOW,
+    cdc_deposit.NAME: cdc_deposit.WORKFLOW,
 }

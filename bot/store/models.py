@@ -376,3 +376,81 @@ scheduler_jobs = Table(
     Column("next_run_time", Float(25), index=True),
     Column("job_state", LargeBinary, nullable=False),
 )
+
+
+# ------------------------------------------------------------ CDC deposit (accrochage)
+
+
+class CdcBatch(Base):
+    """One deposit file built for the CDC; its state lives on its « cdc_batch » instance."""
+
+    __tablename__ = "cdc_batch"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    certifier_id: Mapped[int] = mapped_column(ForeignKey("certifier.id"), index=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("workflow_instance.id"), unique=True)
+    id_flux: Mapped[str] = mapped_column(String(50), unique=True)
+    file_name: Mapped[str] = mapped_column(String(255))
+    file_path: Mapped[str] = mapped_column(Text)
+    schema: Mapped[str] = mapped_column(String(16))
+    passages: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    # Filled by the CDC processing report (« accusé de traitement »).
+    id_traitement: Mapped[str | None] = mapped_column(String(64))
+    ok_count: Mapped[int] = mapped_column(Integer, default=0)
+    ko_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    deposited_at: Mapped[datetime | None]
+    processed_at: Mapped[datetime | None]
+
+
+class CdcPassage(Base):
+    """What the CDC deposit needs of one successful certification folder, and where it stands.
+
+    States: pending → exported (in batch_id) → ok | ko(message). Only the data the deposit
+    needs is kept, and only for folders whose result must be deposited.
+    """
+
+    __tablename__ = "cdc_passage"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    certifier_id: Mapped[int] = mapped_column(ForeignKey("certifier.id"), index=True)
+    folder_id: Mapped[int] = mapped_column(
+        ForeignKey("certification_folder.id", ondelete="CASCADE"), unique=True
+    )
+    # The folder's « DC-… » reference: stable, unique, and no personal data in it.
+    id_technique: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    message: Mapped[str | None] = mapped_column(Text)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("cdc_batch.id"), index=True)
+    # The certification's delivery date: the result's issue date, else the day of « réussi ».
+    delivered_on: Mapped[date]
+    issued_on: Mapped[date | None]
+    mention: Mapped[str | None] = mapped_column(String(40))
+    edof_number: Mapped[str | None] = mapped_column(String(13))
+    birth_name: Mapped[str | None] = mapped_column(String(60))
+    birth_date: Mapped[date | None]
+    sex: Mapped[str | None] = mapped_column(String(1))
+    birth_insee: Mapped[str | None] = mapped_column(String(5))
+    due_soon_notified_at: Mapped[datetime | None]
+    overdue_notified_at: Mapped[datetime | None]
+    result_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        UniqueConstraint("certifier_id", "id_technique"),
+        Index("ix_cdc_passage_certifier_state", "certifier_id", "state"),
+    )
+
+
+# The deposit reminders' APScheduler job store: its own table, so that the partner sync's
+# scheduler (which loads every job of `apscheduler_jobs`) never runs them too.
+cdc_scheduler_jobs = Table(
+    "apscheduler_cdc_jobs",
+    Base.metadata,
+    Column("id", String(191), primary_key=True),
+    Column("next_run_time", Float(25), index=True),
+    Column("job_state", LargeBinary, nullable=False),
+)

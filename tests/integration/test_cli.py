@@ -220,6 +220,8 @@ def test_config_show_masks_secrets(cordee: Cordee) -> None:
 def test_workflow_diagram_matches_the_committed_file(cordee: Cordee) -> None:
     assert cordee("workflows", "list", "--names").output.split() == [
         "access_request",
+        "cdc_batch",
+        "cdc_deposit",
         "certification_folder",
         "partner_sync",
     ]

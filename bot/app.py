@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -13,6 +13,7 @@ from bot.cdc.reminders import ReminderScheduler
 from bot.channels.base import Channel
 from bot.channels.console import ConsoleChannel
 from bot.channels.imap_inbox import ImapInbox
+from bot.channels.inbox import Batch
 from bot.channels.mail import MaildirChannel, ensure_maildir
 from bot.channels.maildir_inbox import MaildirInbox
 from bot.channels.smtp import SmtpChannel
@@ -21,7 +22,7 @@ from bot.config import Settings, ensure_secret_key
 from bot.engine import Engine
 from bot.errors import ConfigError, TokenError, TokenExpired
 from bot.links import LinkClaim, LinkSigner
-from bot.mail_intake import handle_reply
+from bot.mail_intake import Intake, handle_replies, handle_reply
 from bot.render import Renderer, default_renderer
 from bot.reply_address import ReplyAddresses
 from bot.scheduler import Scheduler
@@ -109,7 +110,7 @@ class App:
             self.deposit_reminders = ReminderScheduler(SyncServices.of(self))
             self.deposit_reminders.start()
             if self.inbox is not None:
-                await self.inbox.start(self.handle_mail)
+                await self.inbox.start(self.mail_handler)
         sockets = runner.addresses
         bound_host, bound_port = sockets[0][0], sockets[0][1]
         return f"http://{bound_host}:{bound_port}"
@@ -118,9 +119,22 @@ class App:
         return None
 
     async def handle_mail(self, raw: bytes) -> object:
+        """One message; raises what made it unreadable or impossible to apply."""
         return await handle_reply(
             self.engine, raw, trusted_authserv_id=self.settings.trusted_authserv_id
         )
+
+    async def handle_mails(self, raws: Sequence[bytes]) -> list[bool]:
+        """Newly fetched messages, all at once; per message, whether it was handled."""
+        outcomes = await handle_replies(
+            self.engine, raws, trusted_authserv_id=self.settings.trusted_authserv_id
+        )
+        return [outcome is not Intake.REJECTED for outcome in outcomes]
+
+    @property
+    def mail_handler(self) -> Batch:
+        """What the inboxes are given: the whole backlog goes to the batch intake."""
+        return Batch(self.handle_mails)
 
     async def close(self) -> None:
         if self.inbox is not None:

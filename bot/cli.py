@@ -758,7 +758,7 @@ def mail_fetch(ctx: click.Context) -> None:
 
     async def work(app: App) -> int:
         assert app.inbox is not None  # noqa: S101 - build_app always sets it
-        return await app.inbox.poll(app.handle_mail)
+        return await app.inbox.poll(app.mail_handler)
 
     handled = run_with_app(ctx, work)
     click.echo(f"{handled} message(s) traité(s).")

@@ -156,13 +156,27 @@ class Engine:
         *,
         actor: str,
         certifier_id: int | None = None,
+        reply_sender: str | None = None,
     ) -> Outcome:
-        """fire() inside the caller's transaction (batch work: the partner folder sync).
+        """fire() inside the caller's transaction (batch work: folder sync, mail intake).
 
         The state, audit trail and outbox rows commit with the caller's other writes; the
         caller calls deliver() once the transaction is committed.
         """
-        return self._fire_tx(session, public_id, event, actor, certifier_id, None)
+        return self._fire_tx(session, public_id, event, actor, certifier_id, None, reply_sender)
+
+    def fire_unless_recent_in(
+        self,
+        session: Session,
+        public_id: str,
+        event: str,
+        *,
+        actor: str,
+        within: timedelta | None,
+        also: Callable[[Session], None] | None = None,
+    ) -> bool:
+        """fire_unless_recent() inside the caller's transaction; the caller delivers after."""
+        return self._fire_unless_recent_tx(session, public_id, event, actor, within, also)
 
     async def fire_unless_recent(
         self,
@@ -414,12 +428,14 @@ class Engine:
         now: datetime,
         reply_sender: str | None = None,
     ) -> None:
+        links: dict[str, str] | None = None  # signed once, shared by every mail of the step
         for index, effect in enumerate(effects):
             if isinstance(effect, SetSharing):
                 self._set_sharing(session, instance, effect.enabled, now)
             elif isinstance(effect, Send):
+                links = links or self._links(workflow, instance)
                 key = f"{instance.public_id}:{entry.id}:{index}"
-                self._enqueue(session, workflow, instance, effect, key, now, reply_sender)
+                self._enqueue(session, workflow, instance, effect, key, now, reply_sender, links)
 
     def _set_sharing(
         self, session: Session, instance: WorkflowInstance, enabled: bool, now: datetime
@@ -459,21 +475,29 @@ class Engine:
         return Recipient("staff", str(certifier.id), certifier.language, certifier.name)
 
     def message_context(
-        self, workflow: Workflow, instance: WorkflowInstance, recipient_name: str, now: datetime
+        self,
+        workflow: Workflow,
+        instance: WorkflowInstance,
+        recipient_name: str,
+        now: datetime,
+        links: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         return {
             "reference": instance.public_id,
             "state": instance.state,
             "data": instance.data,
             "recipient_name": recipient_name,
-            "links": {
-                action: self.links.url(workflow.name, instance.public_id, action)
-                for action in workflow.link_actions
-            },
+            "links": links if links is not None else self._links(workflow, instance),
             "created_at": instance.created_at,
             "deadline": _deadline(workflow, instance),
             "now": now,
             "public_url": self.links.public_url,
+        }
+
+    def _links(self, workflow: Workflow, instance: WorkflowInstance) -> dict[str, str]:
+        return {
+            action: self.links.url(workflow.name, instance.public_id, action)
+            for action in workflow.link_actions
         }
 
     def _enqueue(
@@ -485,9 +509,10 @@ class Engine:
         key: str,
         now: datetime,
         reply_sender: str | None = None,
+        links: Mapping[str, str] | None = None,
     ) -> None:
         recipient = self._recipient(session, instance, effect.to, reply_sender)
-        context = self.message_context(workflow, instance, recipient.name, now)
+        context = self.message_context(workflow, instance, recipient.name, now, links)
         if reply_sender is not None:
             context["reply_sender"] = reply_sender
         self._add_outbox(
@@ -699,6 +724,10 @@ class Engine:
         news = await self.db.run(work)
         await self.deliver()
         return news
+
+    def report_bounce_in(self, session: Session, address: str, reason: str) -> bool:
+        """report_bounce() inside the caller's transaction; the caller delivers after."""
+        return self._bounce_tx(session, address.lower(), reason)
 
     def _bounce_tx(self, session: Session, address: str, reason: str) -> bool:
         session.execute(

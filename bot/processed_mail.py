@@ -5,9 +5,10 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import hashlib
+from collections.abc import Collection
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from bot.store.models import ProcessedMail
@@ -27,14 +28,27 @@ def dedupe_key(raw: bytes) -> str:
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
-def already_processed(session: Session, key: str) -> bool:
-    found = session.scalars(
-        select(ProcessedMail.id).where(ProcessedMail.message_id == key).limit(1)
-    ).first()
-    return found is not None
+# Bound parameters per IN (…) query: far below SQLite's and PostgreSQL's limits.
+IN_CHUNK = 500
 
 
-def record_processed(session: Session, key: str, now: datetime) -> None:
-    """Record `key` in the caller's transaction; a no-op when it is already there."""
-    if not already_processed(session, key):
-        session.add(ProcessedMail(message_id=key, received_at=now))
+def processed_among(session: Session, keys: Collection[str]) -> set[str]:
+    """Which of `keys` were already handled: one query per few hundred keys (batch intake)."""
+    wanted = sorted(set(keys))
+    found: set[str] = set()
+    for start in range(0, len(wanted), IN_CHUNK):
+        part = wanted[start : start + IN_CHUNK]
+        found.update(
+            session.scalars(
+                select(ProcessedMail.message_id).where(ProcessedMail.message_id.in_(part))
+            )
+        )
+    return found
+
+
+def record_all(session: Session, keys: Collection[str], now: datetime) -> None:
+    """Record `keys`, known not to be there yet (checked with processed_among): one INSERT."""
+    if keys:
+        session.execute(
+            insert(ProcessedMail), [{"message_id": key, "received_at": now} for key in keys]
+        )

@@ -9,7 +9,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, select_autoescape
 
 from bot.clock import paris
 from bot.resources import templates_dir
@@ -58,19 +58,36 @@ class Renderer:
             autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
             undefined=StrictUndefined,
             keep_trailing_newline=True,
+            # Templates ship with the code: compiled once, never checked on disk again (with
+            # auto_reload, every get_template stats its file; mails are rendered by thousands).
+            auto_reload=False,
+            cache_size=-1,
         )
         self.env.filters["date"] = format_date
         self.env.filters["datetime"] = format_datetime
+        self._messages: dict[tuple[str, str], tuple[Template, Template, Template]] = {}
 
     def message(self, template: str, language: str, context: Mapping[str, Any]) -> RenderedMessage:
         """Render `<workflow>/<message>` in `language` as a subject/text/HTML triple."""
-        base = f"{language}/{template}"
-        subject = self.env.get_template(f"{base}.subject.j2").render(context)
+        subject, text, html = self._message_templates(template, language)
         return RenderedMessage(
-            subject=" ".join(subject.split()),
-            text=self.env.get_template(f"{base}.txt.j2").render(context),
-            html=self.env.get_template(f"{base}.html.j2").render(context),
+            subject=" ".join(subject.render(context).split()),
+            text=text.render(context),
+            html=html.render(context),
         )
+
+    def _message_templates(
+        self, template: str, language: str
+    ) -> tuple[Template, Template, Template]:
+        key = (template, language)
+        found = self._messages.get(key)
+        if found is None:
+            base = f"{language}/{template}"
+            subject, text, html = (
+                self.env.get_template(f"{base}.{part}.j2") for part in MESSAGE_PARTS
+            )
+            found = self._messages[key] = (subject, text, html)
+        return found
 
     def page(self, name: str, language: str, context: Mapping[str, Any]) -> str:
         return self.env.get_template(f"pages/{language}/{name}.html.j2").render(context)

@@ -6,8 +6,12 @@ import re
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from email import message_from_bytes, policy
-from email.message import EmailMessage, Message
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
+from email.headerregistry import BaseHeader
+from email.message import Message
+from email.parser import BytesParser
+from email.policy import Compat32
 from email.utils import getaddresses, parseaddr
 from enum import StrEnum
 from itertools import pairwise
@@ -117,7 +121,7 @@ def parse_message(raw: bytes) -> ParsedReply:
     """Read one raw RFC 5322 message and say what it means; never decides on doubt."""
     msg = _read(raw)
     subject = _header(msg, "Subject")
-    from_address = _address(_header(msg, "From"))
+    from_address = _address(_raw_header(msg, "From"))
     bounce = is_bounce(msg)
     auto = not bounce and is_auto_reply(msg)
     extracted = extract_fresh_text(msg)
@@ -142,26 +146,77 @@ def parse_message(raw: bytes) -> ParsedReply:
         bounced_recipient=recipient,
         from_address=from_address,
         subject=subject,
-        message_id=next(iter(_message_ids(_header(msg, "Message-ID"))), None),
-        in_reply_to=_message_ids(_header(msg, "In-Reply-To")),
-        references=_message_ids(_header(msg, "References")),
+        message_id=next(iter(_message_ids(_raw_header(msg, "Message-ID"))), None),
+        in_reply_to=_message_ids(_raw_header(msg, "In-Reply-To")),
+        references=_message_ids(_raw_header(msg, "References")),
         matched=verdict.matched,
         recipients=_recipients(msg),
         authentication_results=_all_headers(msg, "Authentication-Results"),
     )
 
 
-def _read(raw: bytes) -> EmailMessage:
+class _RawHeaders(Compat32):
+    """compat32 parsing that hands header values back as read (unfolded later, by us).
+
+    policy.default builds a structured header object for every header looked at, which costs
+    more than the rest of the parse; we decode only the few headers we use (see _text). The
+    stock compat32 would wrap raw 8-bit values in a Header that can no longer give the bytes.
+    """
+
+    def header_fetch_parse(self, name: str, value: str) -> str:
+        return value
+
+
+_PARSER = BytesParser(policy=_RawHeaders())
+
+
+def parse_each(raws: Sequence[bytes]) -> list[ParsedReply | Exception]:
+    """parse_message over a batch (in a worker process, say): an unreadable message gives the
+    error that rejects it, and the others are still read."""
+    readings: list[ParsedReply | Exception] = []
+    for raw in raws:
+        try:
+            readings.append(parse_message(raw))
+        except (InvalidInput, ValueError, UnicodeError) as error:
+            readings.append(error)
+    return readings
+
+
+def _read(raw: bytes) -> Message:
     if not raw.strip():
         raise UnreadableMessage("le fichier est vide")
     if b"\x00" in raw[:4096]:
         raise UnreadableMessage("le fichier n'est pas un message électronique (contenu binaire)")
-    msg = message_from_bytes(raw, policy=policy.default)
-    if not isinstance(msg, EmailMessage) or not any(
-        name.lower() in {"from", "sender", "return-path"} for name in msg
-    ):
+    msg = _PARSER.parsebytes(raw)
+    if not any(name.lower() in {"from", "sender", "return-path"} for name in msg):
         raise UnreadableMessage("le fichier n'est pas un message électronique (pas d'en-tête From)")
     return msg
+
+
+def _raw_text(value: object) -> str:
+    """A header value as text, unfolded; raw 8-bit read as UTF-8, else as Windows-1252."""
+    if isinstance(value, BaseHeader):  # a message parsed with policy.default: already decoded
+        return " ".join(str(value).split())
+    text = str(value)
+    if not text.isascii():
+        # The parser kept undecodable bytes as surrogate escapes: get the bytes back.
+        data = text.encode("utf-8", "surrogateescape")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = data.decode("cp1252", errors="replace")
+    return " ".join(text.split())
+
+
+def _text(value: object) -> str:
+    """_raw_text, with RFC 2047 encoded words (=?charset?…?=) decoded."""
+    text = _raw_text(value)
+    if "=?" not in text or isinstance(value, BaseHeader):
+        return text
+    try:
+        return " ".join(str(make_header(decode_header(text))).split())
+    except (HeaderParseError, LookupError, UnicodeError, ValueError):
+        return text  # an unknown charset or a broken word: keep what was written
 
 
 def _header(msg: Message, name: str) -> str:
@@ -169,22 +224,35 @@ def _header(msg: Message, name: str) -> str:
         value = msg.get(name)
     except (ValueError, LookupError, IndexError, TypeError):  # malformed header
         return ""
-    return " ".join(str(value).split()) if value is not None else ""
+    return _text(value) if value is not None else ""
 
 
-def _all_headers(msg: Message, name: str) -> tuple[str, ...]:
+def _raw_header(msg: Message, name: str) -> str:
+    """A header whose addresses or ids we read: encoded display names may stay encoded."""
+    try:
+        value = msg.get(name)
+    except (ValueError, LookupError, IndexError, TypeError):  # malformed header
+        return ""
+    return _raw_text(value) if value is not None else ""
+
+
+def _all_headers(msg: Message, name: str, *, decode: bool = True) -> tuple[str, ...]:
     try:
         values = msg.get_all(name) or []
     except (ValueError, LookupError, IndexError, TypeError):  # malformed header
         return ()
-    return tuple(" ".join(str(value).split()) for value in values)
+    return tuple(_text(value) if decode else _raw_text(value) for value in values)
 
 
 RECIPIENT_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "To", "Cc")
 
 
 def _recipients(msg: Message) -> tuple[str, ...]:
-    values = [value for name in RECIPIENT_HEADERS for value in _all_headers(msg, name)]
+    # Undecoded: an encoded display name may hide a comma (« Martin, Claire ») that would
+    # split one address in two; the addresses themselves are never encoded.
+    values = [
+        value for name in RECIPIENT_HEADERS for value in _all_headers(msg, name, decode=False)
+    ]
     return tuple(address.strip().lower() for _, address in getaddresses(values) if address)
 
 
@@ -290,7 +358,7 @@ def is_bounce(msg: Message) -> bool:
         return True
     if msg.get("X-Failed-Recipients") is not None:
         return True
-    from_address = _address(_header(msg, "From")) or ""
+    from_address = _address(_raw_header(msg, "From")) or ""
     if _BOUNCE_FROM.match(from_address):
         return True
     return bool(_BOUNCE_SUBJECT.search(_header(msg, "Subject")))
@@ -326,7 +394,7 @@ def bounce_details(msg: Message) -> tuple[bool, str | None]:
     recipient = _dsn_recipient(report, "Final-Recipient") or _dsn_recipient(
         report, "Original-Recipient"
     )
-    failed = _header(msg, "X-Failed-Recipients")
+    failed = _raw_header(msg, "X-Failed-Recipients")
     if recipient is None and failed:
         recipient = _address(failed.split(",")[0])
     if statuses or actions:
@@ -335,7 +403,7 @@ def bounce_details(msg: Message) -> tuple[bool, str | None]:
         text = "\n".join(decode_part(p) for p in _parts(msg) if p.get_content_maintype() == "text")
         permanent = bool(_PERMANENT.search(text)) and not _TRANSIENT.search(text)
         if recipient is None:
-            recipient = _first_foreign_address(text, _address(_header(msg, "From")))
+            recipient = _first_foreign_address(text, _address(_raw_header(msg, "From")))
     return permanent, recipient
 
 
@@ -622,11 +690,21 @@ def _written_inside_quote(rest: Sequence[str], disclaimers: set[int], offset: in
 # -------------------------------------------------------------------------------- decision
 
 
+_COMBINING_OR_NOT_ASCII = re.compile(r"[^\x00-\x7f]")
+
+
+def _drop_combining(found: re.Match[str]) -> str:
+    # Looked at only for the few non-ASCII characters: per-character Python on whole quoted
+    # mails (disclaimer checks) was most of the time spent understanding a reply.
+    char = found.group()
+    return "" if unicodedata.combining(char) else char
+
+
 def _fold(text: str) -> str:
     """Lower case, no accents, straight apostrophes, English `n't` spelled out."""
     text = unicodedata.normalize("NFKC", text).lower()
     text = re.sub("[\u2019\u2018`\u00b4\u02bc]", "'", text)
-    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    text = _COMBINING_OR_NOT_ASCII.sub(_drop_combining, unicodedata.normalize("NFKD", text))
     text = text.replace("œ", "oe").replace("æ", "ae")
     return re.sub(r"n't\b", " not", text)
 

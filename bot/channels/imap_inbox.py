@@ -3,7 +3,9 @@
 Where to start reading again is kept in the database per (host, username, folder): the folder's
 UIDVALIDITY and the last UID handled. Each handled message also leaves its Message-ID in
 `processed_mail`, in the same transaction as the cursor, so a UIDVALIDITY change (the folder was
-rebuilt: every UID is new) rereads the folder without applying anything twice.
+rebuilt: every UID is new) rereads the folder without applying anything twice. A Batch handler
+gets the new messages a chunk at a time, and the cursor moves past a chunk once it has returned;
+a plain handler gets them one by one.
 
 With a processed folder, each handled message is then moved there (UID MOVE, else UID COPY and
 \\Deleted, expunged by UID only when UIDPLUS is offered). The move comes after the commit, so a
@@ -24,7 +26,7 @@ import logging
 import random
 import re
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -34,14 +36,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from bot.errors import ChannelUnavailable, CordeeError
-from bot.processed_mail import already_processed, dedupe_key, record_processed
+from bot.channels.inbox import MailHandler, batch_size, handle_batch
+from bot.errors import ChannelUnavailable
+from bot.processed_mail import dedupe_key, processed_among, record_all
 from bot.store.db import Database
 from bot.store.models import MailboxCursor
 
 log = logging.getLogger("cordee.inbox")
 
-Handler = Callable[[bytes], Awaitable[object]]
 Security = Literal["none", "starttls", "tls"]
 
 # Renew IDLE well before servers drop it (RFC 2177: at least every 29 minutes).
@@ -170,14 +172,14 @@ class ImapInbox:
 
     # -- one pass --------------------------------------------------------------------------
 
-    async def poll(self, handler: Handler) -> int:
+    async def poll(self, handler: MailHandler) -> int:
         """Connect, handle every new message, disconnect; return how many were handled."""
         async with self._connected() as connection:
             return await self._read_new(connection.client, connection.uidvalidity, handler)
 
     # -- background loop -------------------------------------------------------------------
 
-    async def start(self, handler: Handler) -> None:
+    async def start(self, handler: MailHandler) -> None:
         self._stopping.clear()
         self._task = asyncio.create_task(self._run(handler))
 
@@ -188,7 +190,7 @@ class ImapInbox:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
-    async def _run(self, handler: Handler) -> None:
+    async def _run(self, handler: MailHandler) -> None:
         """Read, wait (IDLE or sleep), read again; on an outage of the server or the database,
         retry after a capped, jittered, growing delay."""
         delays = backoff_delays()
@@ -317,7 +319,7 @@ class ImapInbox:
 
     # -- reading ---------------------------------------------------------------------------
 
-    async def _read_new(self, client: Any, uidvalidity: int, handler: Handler) -> int:
+    async def _read_new(self, client: Any, uidvalidity: int, handler: MailHandler) -> int:
         async with self._lock:
             cursor = await self.db.run(self._load_cursor)
             last_uid = 0
@@ -334,38 +336,45 @@ class ImapInbox:
             # `n:*` always includes the last message, even when it is older than n.
             fresh = [m for m in parse_fetch(response.lines) if m.uid > last_uid]
             handled = 0
-            for message in fresh:
-                if await self._handle_one(client, uidvalidity, message, handler):
-                    handled += 1
+            size = batch_size(handler)
+            for start in range(0, len(fresh), size):
+                handled += await self._handle_chunk(
+                    client, uidvalidity, fresh[start : start + size], handler
+                )
             return handled
 
-    async def _handle_one(
-        self, client: Any, uidvalidity: int, message: FetchedMessage, handler: Handler
-    ) -> bool:
-        """Handle one message unless its Message-ID was already handled; True when handled."""
-        key = dedupe_key(message.raw)
-        if await self.db.run(lambda s: already_processed(s, key)):
-            log.info("imap %s: UID %d already handled; skipped", self.host, message.uid)
-            await self.db.run(lambda s: self._save(s, uidvalidity, message.uid, None))
+    async def _handle_chunk(
+        self,
+        client: Any,
+        uidvalidity: int,
+        messages: Sequence[FetchedMessage],
+        handler: MailHandler,
+    ) -> int:
+        """Handle the messages whose Message-ID was not handled yet; return how many."""
+        keys = [dedupe_key(message.raw) for message in messages]
+        seen = await self.db.run(lambda s: processed_among(s, keys))
+        waiting = [index for index, key in enumerate(keys) if key not in seen]
+        problems: list[str | None] = [None] * len(messages)
+        answers = await handle_batch(handler, [messages[index].raw for index in waiting])
+        for index, problem in zip(waiting, answers, strict=True):
+            problems[index] = problem
+        last_uid = max(message.uid for message in messages)
+        handled_keys = [keys[index] for index in waiting]
+        # One transaction: the cursor moves past the chunk and every Message-ID is kept.
+        await self.db.run(lambda s: self._save(s, uidvalidity, last_uid, handled_keys))
+        for message, key, problem in zip(messages, keys, problems, strict=True):
+            if key in seen:
+                log.info("imap %s: UID %d already handled; skipped", self.host, message.uid)
+            elif problem is not None:
+                log.error(
+                    "imap %s: UID %d could not be handled (%s)", self.host, message.uid, problem
+                )
+                # For a person to look at, instead of failing again at every pass.
+                await self._flag(client, message.uid, "\\Flagged")
+                continue
             await self._flag(client, message.uid, "\\Seen")
             await self._file(client, message.uid)
-            return False
-        flag = "\\Seen"
-        try:
-            await handler(message.raw)
-        except (CordeeError, ValueError, UnicodeError) as error:
-            log.error(
-                "imap %s: UID %d could not be handled (%s)",
-                self.host,
-                message.uid,
-                type(error).__name__,
-            )
-            flag = "\\Flagged"  # for a person to look at, instead of failing at every pass
-        await self.db.run(lambda s: self._save(s, uidvalidity, message.uid, key))
-        await self._flag(client, message.uid, flag)
-        if flag == "\\Seen":
-            await self._file(client, message.uid)
-        return True
+        return len(waiting)
 
     async def _flag(self, client: Any, uid: int, flag: str) -> None:
         """Best effort: the cursor, not the flag, is what prevents handling a message twice."""
@@ -419,11 +428,10 @@ class ImapInbox:
         ).first()
         return (row[0], row[1]) if row else None
 
-    def _save(self, session: Session, uidvalidity: int, uid: int, key: str | None) -> None:
-        """Advance the cursor and record the Message-ID, in one transaction."""
+    def _save(self, session: Session, uidvalidity: int, uid: int, keys: Sequence[str]) -> None:
+        """Advance the cursor and record the Message-IDs, in one transaction."""
         now = datetime.now(UTC)
-        if key is not None:
-            record_processed(session, key, now)
+        record_all(session, sorted(set(keys) - processed_among(session, keys)), now)
         cursor = session.scalars(
             select(MailboxCursor).where(MailboxCursor.mailbox == self.mailbox_key)
         ).first()

@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Sequence
 from pathlib import Path
 
+from bot.channels.inbox import MailHandler, batch_size, handle_batch
 from bot.channels.mail import ensure_maildir
-from bot.errors import CordeeError
 
 log = logging.getLogger("cordee.inbox")
-
-Handler = Callable[[bytes], Awaitable[object]]
 
 
 class MaildirInbox:
@@ -27,21 +25,28 @@ class MaildirInbox:
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
-    async def poll(self, handler: Handler) -> int:
-        """Handle every message waiting in new/; return how many were handled."""
+    async def poll(self, handler: MailHandler) -> int:
+        """Handle every message waiting in new/; return how many were handled.
+
+        A Batch handler gets them `size` at a time; they are filed once it has returned.
+        """
         ensure_maildir(self.directory)
         waiting = sorted(p for p in (self.directory / "new").iterdir() if p.is_file())
-        for path in waiting:
-            flag = "S"
-            try:
-                await handler(await asyncio.to_thread(path.read_bytes))
-            except (CordeeError, ValueError, UnicodeError) as error:
-                log.error("inbox: %s could not be handled (%s)", path.name, type(error).__name__)
-                flag = "F"
-            await asyncio.to_thread(path.rename, self.directory / "cur" / f"{path.name}:2,{flag}")
+        size = batch_size(handler)
+        for start in range(0, len(waiting), size):
+            paths = waiting[start : start + size]
+            raws = await asyncio.to_thread(_read_all, paths)
+            for path, problem in zip(paths, await handle_batch(handler, raws), strict=True):
+                flag = "S"
+                if problem is not None:
+                    log.error("inbox: %s could not be handled (%s)", path.name, problem)
+                    flag = "F"
+                await asyncio.to_thread(
+                    path.rename, self.directory / "cur" / f"{path.name}:2,{flag}"
+                )
         return len(waiting)
 
-    async def start(self, handler: Handler) -> None:
+    async def start(self, handler: MailHandler) -> None:
         self._stopping.clear()
 
         async def loop() -> None:
@@ -59,3 +64,7 @@ class MaildirInbox:
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+
+
+def _read_all(paths: Sequence[Path]) -> list[bytes]:
+    return [path.read_bytes() for path in paths]

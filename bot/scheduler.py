@@ -6,12 +6,32 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.engine import Engine
 from bot.errors import CordeeError
+from bot.store.db import create_db_engine
 
 log = logging.getLogger("cordee.scheduler")
+
+
+def persistent_scheduler(database_url: str, *, table: str = "apscheduler_jobs") -> AsyncIOScheduler:
+    """An APScheduler whose default job store is a database table (restart-safe).
+
+    Missed runs (server stopped) run once when it starts again, never in a burst. A second
+    store, "memory", holds the jobs that need not survive a restart.
+    """
+    return AsyncIOScheduler(
+        timezone=UTC,
+        jobstores={
+            # Its own engine: the job store disposes of it on shutdown.
+            "default": SQLAlchemyJobStore(engine=create_db_engine(database_url), tablename=table),
+            "memory": MemoryJobStore(),
+        },
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+    )
 
 
 class Scheduler:

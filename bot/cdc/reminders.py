@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import select, update
@@ -37,7 +36,7 @@ from bot.cdc.passages import (
 )
 from bot.clock import PARIS, paris
 from bot.errors import CordeeError
-from bot.store.db import create_db_engine
+from bot.scheduler import persistent_scheduler
 from bot.store.models import CdcPassage, Certifier, TransitionLog
 from bot.sync.services import SyncServices
 from workflows.cdc_deposit import Event
@@ -230,15 +229,7 @@ class ReminderScheduler:
 
     def start(self) -> None:
         global _active
-        scheduler = AsyncIOScheduler(
-            timezone=UTC,
-            jobstores={
-                "default": SQLAlchemyJobStore(
-                    engine=create_db_engine(self.services.db.url), tablename=JOBS_TABLE
-                )
-            },
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
-        )
+        scheduler = persistent_scheduler(self.services.db.url, table=JOBS_TABLE)
         scheduler.start()
         if scheduler.get_job(JOB_ID) is None:
             scheduler.add_job(

@@ -369,13 +369,18 @@ class SharingPause(Base):
 
 # APScheduler's persistent job store (SQLAlchemyJobStore) reads and writes this table; it is
 # declared here, with APScheduler's own layout, so that migrations create it like any other.
-scheduler_jobs = Table(
-    "apscheduler_jobs",
-    Base.metadata,
-    Column("id", String(191), primary_key=True),
-    Column("next_run_time", Float(25), index=True),
-    Column("job_state", LargeBinary, nullable=False),
-)
+def _job_store_table(name: str) -> Table:
+    """A table with the layout APScheduler's SQLAlchemyJobStore reads and writes."""
+    return Table(
+        name,
+        Base.metadata,
+        Column("id", String(191), primary_key=True),
+        Column("next_run_time", Float(25), index=True),
+        Column("job_state", LargeBinary, nullable=False),
+    )
+
+
+scheduler_jobs = _job_store_table("apscheduler_jobs")
 
 
 # ------------------------------------------------------------ CDC deposit (accrochage)
@@ -447,10 +452,4 @@ class CdcPassage(Base):
 
 # The deposit reminders' APScheduler job store: its own table, so that the partner sync's
 # scheduler (which loads every job of `apscheduler_jobs`) never runs them too.
-cdc_scheduler_jobs = Table(
-    "apscheduler_cdc_jobs",
-    Base.metadata,
-    Column("id", String(191), primary_key=True),
-    Column("next_run_time", Float(25), index=True),
-    Column("job_state", LargeBinary, nullable=False),
-)
+cdc_scheduler_jobs = _job_store_table("apscheduler_cdc_jobs")

@@ -13,15 +13,13 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from apscheduler.jobstores.memory import MemoryJobStore
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.errors import Conflict, CordeeError
-from bot.store.db import create_db_engine
+from bot.scheduler import persistent_scheduler
 from bot.store.models import PartnerSync
 from bot.sync.run import PartnerSyncRunner, SyncReport
 from bot.sync.services import SyncServices
@@ -81,16 +79,7 @@ class SyncScheduler:
     def start(self) -> None:
         """Load the stored jobs and start (needs a running event loop)."""
         global _active
-        scheduler = AsyncIOScheduler(
-            timezone=UTC,
-            jobstores={
-                # Its own engine: the job store disposes of it on shutdown.
-                "default": SQLAlchemyJobStore(engine=create_db_engine(self.services.db.url)),
-                "memory": MemoryJobStore(),
-            },
-            # Missed runs (server stopped) run once when it starts again, never in a burst.
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
-        )
+        scheduler = persistent_scheduler(self.services.db.url)
         scheduler.start()
         scheduler.add_job(
             self.reconcile,

@@ -6,17 +6,17 @@ import asyncio
 import logging
 import random
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.channels.base import Channel, Pipelining
+from bot.channels.base import Channel, as_pipelining
 from bot.channels.mail import new_message_id
 from bot.clock import Clock
 from bot.errors import (
@@ -31,6 +31,7 @@ from bot.errors import (
 from bot.events import HistoryEntry, InstanceView, Outbound, Outcome
 from bot.fsm import Effect, Role, Send, SetSharing, Workflow, next_timer, step
 from bot.links import LinkSigner
+from bot.processed_mail import IN_CHUNK
 from bot.render import Renderer
 from bot.reply_address import ReplyAddresses
 from bot.store.db import Database
@@ -52,6 +53,15 @@ DELIVERY_BATCH = 100
 # Told to the certifier's staff when a message to a person could not be delivered.
 FAILURE_TEMPLATE = "delivery/staff/failed"
 # Runs once per mail sent: built once, without loading the rows.
+# One row per (partnership, certification) whose sharing a transition switches: executemany.
+SET_SHARING = (
+    update(PartnershipCertification)
+    .where(
+        PartnershipCertification.partnership_id == bindparam("partnership"),
+        PartnershipCertification.certification_id == bindparam("certification"),
+    )
+    .values(sharing_enabled=bindparam("enabled"), sharing_changed_at=bindparam("at"))
+)
 RECORD_SENT = (
     update(OutboxMessage)
     .where(OutboxMessage.id.in_(bindparam("ids", expanding=True)))
@@ -73,6 +83,16 @@ class StartSpec:
     partnership_id: int | None = None
     # At most one live instance per key (e.g. one open access request per partnership).
     active_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Firing:
+    """One event to fire on one instance (Engine.fire_many_in)."""
+
+    public_id: str
+    event: str
+    actor: str
+    reply_sender: str | None = None
 
 
 @dataclass(frozen=True)
@@ -164,6 +184,25 @@ class Engine:
         caller calls deliver() once the transaction is committed.
         """
         return self._fire_tx(session, public_id, event, actor, certifier_id, None, reply_sender)
+
+    def fire_many_in(
+        self, session: Session, firings: Sequence[Firing]
+    ) -> list[Outcome | InvalidTransition]:
+        """fire_in() for several events, in order, inside the caller's transaction.
+
+        Same effects as firing them one by one (an event the state no longer allows gives its
+        InvalidTransition instead of an outcome), in a few set-based statements for the whole
+        list instead of a handful per event: a backlog of emailed replies. Anything else that
+        goes wrong raises, and the caller rolls the whole list back.
+        """
+        instances = self._load_all(session, {firing.public_id for firing in firings})
+        pairs = []
+        for firing in firings:
+            instance = instances.get(firing.public_id)
+            if instance is None:
+                raise NotFound(f"demande « {firing.public_id} » introuvable")
+            pairs.append((instance, firing))
+        return self._fire_loaded(session, pairs, None)
 
     def fire_unless_recent_in(
         self,
@@ -271,8 +310,8 @@ class Engine:
             session.flush()
         except IntegrityError as error:
             raise Conflict("une demande est déjà en cours pour ce partenariat") from error
-        entry = self._log(session, instance, None, "start", actor, now)
-        self._apply(session, workflow, instance, workflow.start_effects, entry, now)
+        [entry_id] = self._log(session, [_log_row(instance, None, "start", actor, now)])
+        self._apply(session, workflow, instance, workflow.start_effects, entry_id, now)
         return self._to_view(session, instance, history=False)
 
     def _fire_tx(
@@ -286,24 +325,70 @@ class Engine:
         reply_sender: str | None = None,
     ) -> Outcome:
         instance = self._load(session, public_id, certifier_id, lock=True)
-        workflow = self.workflow(instance.workflow)
+        firing = Firing(public_id, event, actor, reply_sender)
+        [outcome] = self._fire_loaded(session, [(instance, firing)], now)
+        if isinstance(outcome, InvalidTransition):
+            raise outcome
+        return outcome
+
+    def _fire_loaded(
+        self,
+        session: Session,
+        firings: Sequence[tuple[WorkflowInstance, Firing]],
+        now: datetime | None,
+    ) -> list[Outcome | InvalidTransition]:
+        """Fire events on locked instances, in order: states first, then one write per table."""
         instant = now or self.clock.now()
+        outcomes: list[Outcome | InvalidTransition] = []
+        entries: list[dict[str, Any]] = []
+        fired: list[tuple[WorkflowInstance, Workflow, tuple[Effect, ...], str | None]] = []
+        for instance, firing in firings:
+            workflow = self.workflow(instance.workflow)
+            previous = instance.state
+            try:
+                result = step(workflow, previous, firing.event, instance.data)
+            except InvalidTransition as error:
+                outcomes.append(error)
+                continue
+            self._enter(workflow, instance, result.target, instant)
+            entries.append(_log_row(instance, previous, firing.event, firing.actor, instant))
+            fired.append((instance, workflow, result.effects, firing.reply_sender))
+            outcomes.append(Outcome(self._to_view(session, instance, history=False), previous))
+        sharing: list[dict[str, Any]] = []
+        mails: list[dict[str, Any]] = []
+        for (instance, workflow, effects, reply_sender), entry_id in zip(
+            fired, self._log(session, entries), strict=True
+        ):
+            self._effects(
+                session,
+                workflow,
+                instance,
+                effects,
+                entry_id,
+                instant,
+                reply_sender,
+                sharing,
+                mails,
+            )
+        self._write_effects(session, sharing, mails)
+        session.flush()
+        return outcomes
+
+    def _enter(
+        self, workflow: Workflow, instance: WorkflowInstance, target: str, instant: datetime
+    ) -> None:
+        """Move an instance to `target` (possibly its own state) and reschedule its timers."""
         previous = instance.state
-        result = step(workflow, instance.state, event, instance.data)
-        instance.state = result.target
+        instance.state = target
         instance.updated_at = instant
         instance.last_error = None
-        if result.target != previous:
+        if target != previous:
             instance.state_entered_at = instant
             self._schedule(workflow, instance, after=None)
         else:
             self._schedule(workflow, instance, after=instant)
-        if result.target in workflow.terminal:
+        if target in workflow.terminal:
             instance.active_key = None
-        entry = self._log(session, instance, previous, event, actor, instant)
-        self._apply(session, workflow, instance, result.effects, entry, instant, reply_sender)
-        session.flush()
-        return Outcome(self._to_view(session, instance, history=False), previous)
 
     def _fire_unless_recent_tx(
         self,
@@ -381,6 +466,20 @@ class Engine:
             raise NotFound(f"demande « {public_id} » introuvable")
         return instance
 
+    def _load_all(self, session: Session, public_ids: set[str]) -> dict[str, WorkflowInstance]:
+        """Lock instances by reference, in id order (two batches never wait on each other)."""
+        found: dict[str, WorkflowInstance] = {}
+        ordered = sorted(public_ids)
+        for start in range(0, len(ordered), IN_CHUNK):
+            query = (
+                select(WorkflowInstance)
+                .where(WorkflowInstance.public_id.in_(ordered[start : start + IN_CHUNK]))
+                .order_by(WorkflowInstance.id)
+                .with_for_update()
+            )
+            found.update((instance.public_id, instance) for instance in session.scalars(query))
+        return found
+
     def _new_reference(self, session: Session, workflow: Workflow) -> str:
         while True:
             code = "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(10))
@@ -397,26 +496,17 @@ class Engine:
         upcoming = next_timer(workflow, instance.state, instance.state_entered_at, after)
         instance.due_at, instance.due_event = upcoming if upcoming else (None, None)
 
-    def _log(
-        self,
-        session: Session,
-        instance: WorkflowInstance,
-        previous: str | None,
-        event: str,
-        actor: str,
-        now: datetime,
-    ) -> TransitionLog:
-        entry = TransitionLog(
-            instance_id=instance.id,
-            at=now,
-            from_state=previous,
-            event=event,
-            to_state=instance.state,
-            actor=actor,
-        )
-        session.add(entry)
-        session.flush()
-        return entry
+    @staticmethod
+    def _log(session: Session, entries: list[dict[str, Any]]) -> list[int]:
+        """Append transitions to the audit log; their ids, in order (part of the mails' keys).
+
+        A Core INSERT … RETURNING: the log is never read back in the same session, and the
+        ORM's unit of work for write-only rows costs more than the statement itself.
+        """
+        if not entries:
+            return []
+        statement = insert(TransitionLog).returning(TransitionLog.id, sort_by_parameter_order=True)
+        return [int(entry_id) for entry_id in session.scalars(statement, entries)]
 
     def _apply(
         self,
@@ -424,33 +514,60 @@ class Engine:
         workflow: Workflow,
         instance: WorkflowInstance,
         effects: tuple[Effect, ...],
-        entry: TransitionLog,
+        entry_id: int,
         now: datetime,
         reply_sender: str | None = None,
     ) -> None:
+        sharing: list[dict[str, Any]] = []
+        mails: list[dict[str, Any]] = []
+        self._effects(
+            session, workflow, instance, effects, entry_id, now, reply_sender, sharing, mails
+        )
+        self._write_effects(session, sharing, mails)
+
+    def _effects(
+        self,
+        session: Session,
+        workflow: Workflow,
+        instance: WorkflowInstance,
+        effects: tuple[Effect, ...],
+        entry_id: int,
+        now: datetime,
+        reply_sender: str | None,
+        sharing: list[dict[str, Any]],
+        mails: list[dict[str, Any]],
+    ) -> None:
+        """The rows one transition's effects write, added to `sharing` and `mails`."""
         links: dict[str, str] | None = None  # signed once, shared by every mail of the step
         for index, effect in enumerate(effects):
             if isinstance(effect, SetSharing):
-                self._set_sharing(session, instance, effect.enabled, now)
+                if instance.partnership_id is None:
+                    continue
+                sharing += (
+                    {
+                        "partnership": instance.partnership_id,
+                        "certification": int(certification_id),
+                        "enabled": effect.enabled,
+                        "at": now,
+                    }
+                    for certification_id in instance.data.get("certification_ids", [])
+                )
             elif isinstance(effect, Send):
                 links = links or self._links(workflow, instance)
-                key = f"{instance.public_id}:{entry.id}:{index}"
-                self._enqueue(session, workflow, instance, effect, key, now, reply_sender, links)
+                key = f"{instance.public_id}:{entry_id}:{index}"
+                mails.append(
+                    self._mail(session, workflow, instance, effect, key, now, reply_sender, links)
+                )
 
-    def _set_sharing(
-        self, session: Session, instance: WorkflowInstance, enabled: bool, now: datetime
+    def _write_effects(
+        self, session: Session, sharing: list[dict[str, Any]], mails: list[dict[str, Any]]
     ) -> None:
-        certification_ids = [int(i) for i in instance.data.get("certification_ids", [])]
-        if instance.partnership_id is None or not certification_ids:
-            return
-        session.execute(
-            update(PartnershipCertification)
-            .where(
-                PartnershipCertification.partnership_id == instance.partnership_id,
-                PartnershipCertification.certification_id.in_(certification_ids),
-            )
-            .values(sharing_enabled=enabled, sharing_changed_at=now)
-        )
+        if sharing:
+            # Straight to the connection: a transition's session never reads the
+            # PartnershipCertification objects (sharing is read in transactions of its own,
+            # bot.sync.sharing), so the ORM has nothing to synchronise.
+            session.connection().execute(SET_SHARING, sharing)
+        self._add_outbox(session, mails)
 
     def _recipient(
         self,
@@ -500,7 +617,7 @@ class Engine:
             for action in workflow.link_actions
         }
 
-    def _enqueue(
+    def _mail(
         self,
         session: Session,
         workflow: Workflow,
@@ -510,18 +627,15 @@ class Engine:
         now: datetime,
         reply_sender: str | None = None,
         links: Mapping[str, str] | None = None,
-    ) -> None:
+    ) -> dict[str, Any]:
         recipient = self._recipient(session, instance, effect.to, reply_sender)
         context = self.message_context(workflow, instance, recipient.name, now, links)
         if reply_sender is not None:
             context["reply_sender"] = reply_sender
-        self._add_outbox(
-            session, instance, recipient, effect.to, effect.template, context, key, now
-        )
+        return self._outbox_row(instance, recipient, effect.to, effect.template, context, key, now)
 
-    def _add_outbox(
+    def _outbox_row(
         self,
-        session: Session,
         instance: WorkflowInstance,
         recipient: Recipient,
         role: Role,
@@ -529,33 +643,38 @@ class Engine:
         context: dict[str, Any],
         key: str,
         now: datetime,
-    ) -> None:
+    ) -> dict[str, Any]:
+        """One rendered mail, as the outbox row that will carry it."""
         rendered = self.renderer.message(template, recipient.language, context)
         reply_to = None
         # Only the invited contact gets a reply address: it is bound to their address.
         if role is Role.PARTNER_CONTACT and self.reply_addresses is not None:
             reply_to = self.reply_addresses.address_for(instance.public_id, recipient.address)
-        session.add(
-            OutboxMessage(
-                idempotency_key=key,
-                certifier_id=instance.certifier_id,
-                instance_id=instance.id,
-                channel=recipient.channel,
-                role=role.value,
-                recipient=recipient.address,
-                template=template,
-                language=recipient.language,
-                subject=rendered.subject,
-                body_text=rendered.text,
-                body_html=rendered.html,
-                message_id=new_message_id(self.message_domain),
-                reply_to=reply_to,
-                status="pending",
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-            )
-        )
+        return {
+            "idempotency_key": key,
+            "certifier_id": instance.certifier_id,
+            "instance_id": instance.id,
+            "channel": recipient.channel,
+            "role": role.value,
+            "recipient": recipient.address,
+            "template": template,
+            "language": recipient.language,
+            "subject": rendered.subject,
+            "body_text": rendered.text,
+            "body_html": rendered.html,
+            "message_id": new_message_id(self.message_domain),
+            "reply_to": reply_to,
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        }
+
+    @staticmethod
+    def _add_outbox(session: Session, rows: list[dict[str, Any]]) -> None:
+        """Queue mails in one Core INSERT: the outbox is read back only by later claims."""
+        if rows:
+            session.execute(insert(OutboxMessage), rows)
 
     def _fail(self, session: Session, row: OutboxMessage, reason: str) -> None:
         """Give up on a message; when a person was not reached, tell the certifier's staff."""
@@ -575,9 +694,10 @@ class Engine:
             "failure": reason[:300],
         }
         key = f"delivery-failed:{row.id}"
-        self._add_outbox(
-            session, instance, staff, Role.CERTIFIER_STAFF, FAILURE_TEMPLATE, context, key, now
+        notice = self._outbox_row(
+            instance, staff, Role.CERTIFIER_STAFF, FAILURE_TEMPLATE, context, key, now
         )
+        self._add_outbox(session, [notice])
 
     def _claim_due(self, session: Session, now: datetime) -> list[tuple[int, Outbound]]:
         query = (
@@ -643,8 +763,10 @@ class Engine:
 
         The task runs at the first await of the current send: while the server answers.
         """
-        channel = self.channels.get(outbound.channel) if outbound is not None else None
-        if outbound is None or not isinstance(channel, Pipelining):
+        if outbound is None:
+            return None
+        channel = as_pipelining(self.channels.get(outbound.channel))
+        if channel is None:
             return None
 
         async def prepare() -> None:
@@ -664,8 +786,9 @@ class Engine:
         try:
             if channel is None:
                 raise DeliveryFailed(f"aucun canal « {outbound.channel} » n'est configuré")
-            if isinstance(channel, Pipelining):
-                await channel.send(outbound, after=after)
+            pipelining = as_pipelining(channel)
+            if pipelining is not None:
+                await pipelining.send(outbound, after=after)
             else:
                 if after is not None:
                     await after
@@ -786,6 +909,19 @@ class Engine:
             terminal=instance.state in workflow.terminal,
             history=entries,
         )
+
+
+def _log_row(
+    instance: WorkflowInstance, previous: str | None, event: str, actor: str, at: datetime
+) -> dict[str, Any]:
+    return {
+        "instance_id": instance.id,
+        "at": at,
+        "from_state": previous,
+        "event": event,
+        "to_state": instance.state,
+        "actor": actor,
+    }
 
 
 def _deadline(workflow: Workflow, instance: WorkflowInstance) -> datetime | None:

@@ -15,8 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.auth_results import dkim_failed
-from bot.engine import Engine
+from bot.engine import Engine, Firing
 from bot.errors import CordeeError, InvalidTransition
+from bot.events import Outcome
 from bot.fsm import Role
 from bot.processed_mail import IN_CHUNK, dedupe_key, processed_among, record_all
 from bot.replies import ParsedReply, parse_each
@@ -274,29 +275,111 @@ def _apply_tx(
     )
     outcomes: list[Intake | Exception] = []
     handled: list[str] = []
+    decisions = _Decisions(session, engine, outcomes, done, handled)
     for reading in readings:
         if isinstance(reading, Exception):
             _logged(Intake.REJECTED, error=reading)
             outcomes.append(reading)
             continue
+        if reading.key in decisions.keys:  # the same message twice: settle the first one
+            decisions.flush()
         if reading.key in done:  # handled before, or earlier in this batch
             outcomes.append(_logged(Intake.DUPLICATE))
             continue
         record = _Record()
         try:
-            outcome = _decide(session, engine, lookup, reading.parsed, trusted, record)
+            outcome = _decide(session, engine, lookup, reading.parsed, trusted, record, decisions)
         except REJECTIONS as error:  # its savepoint is rolled back: the others still apply
             _logged(Intake.REJECTED, error=error)
             outcomes.append(error)
+            continue
+        if isinstance(outcome, _Pending):
+            decisions.add(len(outcomes), reading.key, outcome)
+            outcomes.append(Intake.APPLIED)  # until settled by decisions.flush()
             continue
         if record.done:
             done.add(reading.key)
             handled.append(reading.key)
         outcomes.append(outcome)
+    decisions.flush()
     # One INSERT for the chunk: same transaction as the effects, and only for the replies
     # whose savepoint held.
     record_all(session, handled, now)
     return outcomes
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A clear answer from the invited address, to apply with the others (_Decisions)."""
+
+    firing: Firing
+    by: MatchedBy
+
+
+class _Decisions:
+    """The clear answers of a chunk, applied together: Engine.fire_many_in, in one savepoint.
+
+    They wait only until another reply needs the session (a help mail, a bounce…) or the
+    chunk ends, so everything still happens in the order of the messages. Should the batch
+    fail, each answer is applied again alone, in its own savepoint: only a faulty one is then
+    rejected, exactly as when they are applied one by one.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        engine: Engine,
+        outcomes: list[Intake | Exception],
+        done: set[str],
+        handled: list[str],
+    ) -> None:
+        self.session = session
+        self.engine = engine
+        self.outcomes = outcomes
+        self.done = done
+        self.handled = handled
+        self.keys: set[str] = set()
+        self._waiting: list[tuple[int, str, _Pending]] = []
+
+    def add(self, slot: int, key: str, pending: _Pending) -> None:
+        self._waiting.append((slot, key, pending))
+        self.keys.add(key)
+
+    def flush(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        self.keys.clear()
+        if not waiting:
+            return
+        firings = [pending.firing for _, _, pending in waiting]
+        results: Sequence[Outcome | Exception]
+        try:
+            with self.session.begin_nested():
+                results = self.engine.fire_many_in(self.session, firings)
+        except REJECTIONS:
+            results = [self._alone(firing) for firing in firings]
+        for (slot, key, pending), result in zip(waiting, results, strict=True):
+            self._settle(slot, key, pending, result)
+
+    def _alone(self, firing: Firing) -> Outcome | Exception:
+        try:
+            with self.session.begin_nested():
+                return self.engine.fire_in(
+                    self.session, firing.public_id, firing.event, actor=firing.actor
+                )
+        except REJECTIONS as error:  # InvalidTransition included
+            return error
+
+    def _settle(self, slot: int, key: str, pending: _Pending, result: Outcome | Exception) -> None:
+        reference = pending.firing.public_id
+        if isinstance(result, InvalidTransition):
+            self.outcomes[slot] = _logged(Intake.ALREADY_DECIDED, reference, pending.by)
+        elif isinstance(result, Exception):
+            _logged(Intake.REJECTED, error=result)
+            self.outcomes[slot] = result
+        else:
+            self.outcomes[slot] = _logged(Intake.APPLIED, reference, pending.by)
+            self.done.add(key)
+            self.handled.append(key)
 
 
 class _Record:
@@ -319,8 +402,13 @@ def _decide(
     parsed: ParsedReply,
     trusted: str,
     record: _Record,
-) -> Intake:
-    """One reply. Only a clear answer from the invited address decides anything."""
+    decisions: _Decisions,
+) -> Intake | _Pending:
+    """One reply. Only a clear answer from the invited address decides anything.
+
+    That answer is returned to be applied with the chunk's others; the other replies that
+    write something first let those pending answers apply (decisions.flush), to keep order.
+    """
     if parsed.bounce:
         if parsed.bounce_permanent and parsed.bounced_recipient:
             address = parsed.bounced_recipient
@@ -330,6 +418,7 @@ def _decide(
                 record(session)
                 return Intake.HARD_BOUNCE
 
+            decisions.flush()
             return _logged(_in_savepoint(session, bounce, record))
         return _logged(Intake.BOUNCE)
     if parsed.auto_reply:
@@ -348,15 +437,17 @@ def _decide(
         # Possibly forged: decide nothing, but give the real contact the links to answer.
         if from_invited:
             help_once = partial(_help_once, session, engine, reference, record)
+            decisions.flush()
             _in_savepoint(session, help_once, record)
         return _logged(Intake.UNAUTHENTICATED, reference, match.by)
+    if from_invited and parsed.decision is not None:
+        event = Event.AUTHORISE if parsed.decision == "authorise" else Event.REFUSE
+        return _Pending(Firing(reference, event, ACTOR), match.by)
     if not from_invited:
         work = partial(_tell_other_sender, session, engine, reference, parsed, record)
-    elif parsed.decision is None:
-        work = partial(_help_once, session, engine, reference, record)
     else:
-        event = Event.AUTHORISE if parsed.decision == "authorise" else Event.REFUSE
-        work = partial(_fire, session, engine, reference, event, record)
+        work = partial(_help_once, session, engine, reference, record)
+    decisions.flush()
     return _logged(_in_savepoint(session, work, record), reference, match.by)
 
 
@@ -371,14 +462,6 @@ def _in_savepoint(session: Session, work: Callable[[], Intake], record: _Record)
     except BaseException:
         record.done = False
         raise
-
-
-def _fire(
-    session: Session, engine: Engine, reference: str, event: Event, record: _Record
-) -> Intake:
-    engine.fire_in(session, reference, event, actor=ACTOR)
-    record(session)
-    return Intake.APPLIED
 
 
 def _tell_other_sender(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 from bot.events import Inbound, Outbound, Receipt
 
@@ -46,3 +46,19 @@ class Pipelining(Protocol):
     async def send(self, outbound: Outbound, *, after: Awaitable[None] | None = None) -> Receipt:
         """Like Channel.send; `after` must have completed before the message is handed over."""
         ...
+
+
+_PIPELINING_TYPES: dict[type, bool] = {}
+
+
+def as_pipelining(channel: object) -> Pipelining | None:
+    """The channel as a Pipelining one, or None.
+
+    Checked once per channel class: a runtime protocol check costs tens of microseconds, paid
+    for every mail otherwise.
+    """
+    kind = type(channel)
+    known = _PIPELINING_TYPES.get(kind)
+    if known is None:
+        known = _PIPELINING_TYPES[kind] = isinstance(channel, Pipelining)
+    return cast(Pipelining, channel) if known else None

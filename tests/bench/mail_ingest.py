@@ -14,11 +14,13 @@ Each run is a fresh child process on a fresh copy of that database: it loads the
 the app with in-memory channels, then times what the app's inboxes do with a backlog: the
 replies handed to the batch intake (`handle_replies`, the body of App.handle_mails) in batches of
 the inbox batch size (App.mail_handler.size). Timed: parsing every reply, deduplication and
-correlation (a few queries per chunk of 200), applying each reply in its savepoint with its
-Message-ID recorded, the commits, and the delivery of the resulting mails (a confirmation to the
-contact and a notice to the staff per reply) to counting in-memory channels. Not timed: reading
-the mailbox (Maildir files, IMAP fetch) and filing the messages away. The anchor child
-times `email.message_from_bytes` (default policy) + `get_body` + `get_content` over the same
+correlation (a few queries per chunk of 200), applying the replies (a chunk's clear answers
+together, in one savepoint) with their Message-IDs recorded, the commits, and the delivery of the
+resulting mails (a confirmation to the contact and a notice to the staff per reply) to counting
+in-memory channels that stand for the embedded defaults: the Maildir outbox (idempotent, its
+mails recorded as sent per batch) and the console notifications (recorded one by one). Not
+timed: reading the mailbox (Maildir files, IMAP fetch) and filing the messages away. The anchor
+child times `email.message_from_bytes` (default policy) + `get_body` + `get_content` over the same
 bytes. Peak RSS is the child's own high-water mark (VmHWM, see peak_rss_mb): interpreter,
 imports, the N replies held in memory and the intake itself, but not the seeding done by this
 process; the child also reports its peak just before the timed loop, so that what the loop adds
@@ -343,11 +345,14 @@ class CountingChannel:
     """In-memory delivery that counts instead of keeping a transcript.
 
     MemoryChannel would keep 20,000 rendered mails (text and HTML): its transcript, not the
-    intake, would then dominate the peak RSS.
+    intake, would then dominate the peak RSS. `idempotent` says which embedded default it
+    stands for: the Maildir outbox (idempotent, "sent" recorded per batch) or the console
+    notifications (recorded mail by mail).
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, idempotent: bool = False) -> None:
         self.name = name
+        self.idempotent = idempotent
         self.count = 0
 
     async def send(self, outbound: Outbound) -> Receipt:
@@ -397,7 +402,7 @@ def print_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
 
 
 async def _ingest(folder: Path, database_url: str, replies_path: Path) -> dict[str, object]:
-    mail, staff = CountingChannel("mail"), CountingChannel("staff")
+    mail, staff = CountingChannel("mail", idempotent=True), CountingChannel("staff")
     app = build_app(bench_settings(folder, database_url), channels={"mail": mail, "staff": staff})
     replies = read_replies(replies_path)
     rss_before = peak_rss_mb()
@@ -559,8 +564,9 @@ def report(count: int, runs: int, anchor: Sequence[Run], ours: Sequence[Run]) ->
     print(
         f"Médiane de {runs} exécution(s) par côté ; Cordée : handle_replies par lots de "
         "la taille des boîtes de réception (analyse, dédoublonnage, rapprochement, transition "
-        "dans un savepoint par réponse, enregistrement du Message-ID, commits, envoi des "
-        "courriels produits à des canaux en mémoire), sans la lecture de la boîte ni le "
+        "dans un savepoint, enregistrement du Message-ID, commits, envoi des "
+        "courriels produits à des canaux en mémoire qui tiennent lieu de la boîte Maildir et "
+        "des notifications console par défaut), sans la lecture de la boîte ni le "
         "classement des messages ; ancre : "
         "email.message_from_bytes(policy=default) + get_body + get_content sur les mêmes octets."
     )

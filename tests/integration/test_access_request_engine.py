@@ -12,6 +12,7 @@ from bot.access_requests import cancel_request, list_requests, send_request
 from bot.app import App
 from bot.channels.memory import MemoryChannel
 from bot.clock import FrozenClock
+from bot.engine import Firing
 from bot.errors import Conflict, InvalidInput, InvalidTransition, NotFound
 from bot.store.models import (
     OutboxMessage,
@@ -167,6 +168,57 @@ async def test_authorising_enables_sharing_of_the_covered_certifications_only(
     await app.engine.fire(reference, "revoke", actor="partner_contact:web")
     assert set(sharing(app, seed).values()) == {False}
     assert len(staff.sent) == 3
+
+
+async def test_firing_many_at_once_is_firing_them_one_by_one(
+    app: App, seed: Seed, clock: FrozenClock, mail: MemoryChannel, staff: MemoryChannel
+) -> None:
+    first = await send(app, seed, "RNCP34567")
+    other = seed_partnership(
+        app.db,
+        now=clock.now(),
+        contact_email="paul.durand@autre-organisme.example",
+        certifier_siret=OTHER_SIRET,
+        organisation_siret=SECOND_ORGANISATION_SIRET,
+        codes=("RS1234",),
+    )
+    view = await send_request(
+        app.engine, certifier=str(other.certifier_id), partner=str(other.organisation_id)
+    )
+    second = view.public_id
+    before_mail, before_staff = len(mail.sent), len(staff.sent)
+    firings = [
+        Firing(first, "authorise", "partner_contact:mail"),
+        Firing(first, "refuse", "partner_contact:mail"),  # too late: already authorised
+        Firing(second, "refuse", "partner_contact:mail"),
+    ]
+
+    results = app.db.run_sync(lambda s: app.engine.fire_many_in(s, firings))
+    await app.engine.deliver()
+
+    authorised, too_late, refused = results
+    assert not isinstance(authorised, Exception)
+    assert not isinstance(refused, Exception)
+    assert (authorised.previous_state, authorised.instance.state) == ("pending", "authorised")
+    assert isinstance(too_late, InvalidTransition)
+    assert (refused.previous_state, refused.instance.state) == ("pending", "refused")
+    assert sorted(sharing(app, seed).values()) == [False, True]
+    history = (await app.engine.view(first, history=True)).history
+    assert [(e.event, e.actor) for e in history] == [
+        ("start", "cli"),
+        ("authorise", "partner_contact:mail"),
+    ]
+    assert [m.recipient for m in mail.sent[before_mail:]] == [
+        seed.contact_email,
+        "paul.durand@autre-organisme.example",
+    ]
+    # Each staff notice is about its own request.
+    notices = staff.sent[before_staff:]
+    assert [first in notices[0].text, second in notices[1].text] == [True, True]
+    with pytest.raises(NotFound):
+        app.db.run_sync(
+            lambda s: app.engine.fire_many_in(s, [Firing("DA-XXXXXXXXXX", "refuse", "t")])
+        )
 
 
 async def test_refusal_keeps_sharing_off_and_decisions_are_final(app: App, seed: Seed) -> None:

@@ -257,3 +257,51 @@ async def test_the_imap_inbox_hands_its_backlog_to_the_batch_intake(
     sent = len(mail.sent)
     assert await inbox_for(app, port).poll(app.mail_handler) == 0
     assert len(mail.sent) == sent
+
+
+async def test_two_answers_to_one_request_in_a_chunk_decide_once_in_order(
+    app: App, seed: Seed, mail: MemoryChannel, staff: MemoryChannel
+) -> None:
+    reference, message_id = await start(app, seed, mail)
+    before, staff_before = len(mail.sent), len(staff.sent)
+    batch = [
+        answer(message_id, "Oui, j'autorise.", seed.contact_email, 1),
+        answer(message_id, "Non merci.", seed.contact_email, 2),
+    ]
+
+    assert await handle_replies(app.engine, batch) == [Intake.APPLIED, Intake.ALREADY_DECIDED]
+    assert (await app.engine.view(reference)).state == "authorised"
+    assert await events(app, reference, "refuse") == 0
+    assert [m.recipient for m in mail.sent[before:]] == [seed.contact_email]
+    assert "autoris" in mail.sent[-1].subject.lower()
+    assert len(staff.sent) == staff_before + 1
+    # The refusal changed nothing: it is not recorded, and gets the same answer if it returns.
+    assert processed(app) == ["<batch-1@example.org>"]
+
+
+async def test_a_help_mail_between_answers_keeps_the_order_of_the_messages(
+    app: App, seed: Seed, mail: MemoryChannel
+) -> None:
+    reference, message_id = await start(app, seed, mail)
+    other, other_message_id = await second_request(app, mail)
+    before = len(mail.sent)
+    batch = [
+        answer(other_message_id, "Je ne sais pas.", OTHER_CONTACT, 1),
+        answer(message_id, "Oui, j'autorise.", seed.contact_email, 2),
+        # Unclear, but after the answer above: the request is already decided, no help mail.
+        answer(message_id, "Pouvez-vous préciser ?", seed.contact_email, 3),
+        answer(other_message_id, "D'accord.", OTHER_CONTACT, 4),
+    ]
+
+    assert await handle_replies(app.engine, batch) == [
+        Intake.UNCLEAR,
+        Intake.APPLIED,
+        Intake.ALREADY_DECIDED,
+        Intake.APPLIED,
+    ]
+    assert (await app.engine.view(reference)).state == "authorised"
+    assert (await app.engine.view(other)).state == "authorised"
+    # The help mail, then the two confirmations, as if the replies had come one at a time.
+    sent = mail.sent[before:]
+    assert [m.recipient for m in sent] == [OTHER_CONTACT, seed.contact_email, OTHER_CONTACT]
+    assert "rien n'a été enregistré" in sent[0].text

@@ -10,6 +10,7 @@ from datetime import timedelta
 from aiohttp import web
 
 from bot.cdc.reminders import ReminderScheduler
+from bot.cdc.report import attached_reports, import_report_mail
 from bot.channels.base import Channel
 from bot.channels.console import ConsoleChannel
 from bot.channels.imap_inbox import ImapInbox
@@ -20,7 +21,7 @@ from bot.channels.smtp import SmtpChannel
 from bot.clock import Clock, SystemClock
 from bot.config import Settings, ensure_secret_key
 from bot.engine import Engine
-from bot.errors import ConfigError, TokenError, TokenExpired
+from bot.errors import ConfigError, CordeeError, TokenError, TokenExpired
 from bot.links import LinkClaim, LinkSigner
 from bot.mail_intake import Intake, handle_replies, handle_reply
 from bot.render import Renderer, default_renderer
@@ -120,16 +121,48 @@ class App:
 
     async def handle_mail(self, raw: bytes) -> object:
         """One message; raises what made it unreadable or impossible to apply."""
+        reports = attached_reports(raw)
+        if reports:
+            return await import_report_mail(SyncServices.of(self), reports)
         return await handle_reply(
             self.engine, raw, trusted_authserv_id=self.settings.trusted_authserv_id
         )
 
     async def handle_mails(self, raws: Sequence[bytes]) -> list[bool]:
-        """Newly fetched messages, all at once; per message, whether it was handled."""
-        outcomes = await handle_replies(
-            self.engine, raws, trusted_authserv_id=self.settings.trusted_authserv_id
+        """Newly fetched messages, all at once; per message, whether it was handled.
+
+        A mail carrying CDC processing reports has them imported; every other one is a reply
+        to a request. A message not handled is left for a person (flagged).
+        """
+        reports = [attached_reports(raw) for raw in raws]
+        replies = [raw for raw, attached in zip(raws, reports, strict=True) if not attached]
+        outcomes = iter(
+            await handle_replies(
+                self.engine, replies, trusted_authserv_id=self.settings.trusted_authserv_id
+            )
         )
-        return [outcome is not Intake.REJECTED for outcome in outcomes]
+        handled = []
+        for attached in reports:
+            if attached:
+                handled.append(await self._import_reports(attached))
+            else:
+                handled.append(next(outcomes) is not Intake.REJECTED)
+        return handled
+
+    async def _import_reports(self, reports: list[bytes]) -> bool:
+        try:
+            imported = await import_report_mail(SyncServices.of(self), reports)
+        except CordeeError as error:
+            # Batch references and idFlux only: a report holds no personal data in its errors.
+            log.warning("incoming mail: CDC report not imported: %s", error)
+            return False
+        for outcome in imported:
+            log.info(
+                "incoming mail: CDC report imported (%s, %s)",
+                outcome.batch_reference,
+                outcome.state,
+            )
+        return True
 
     @property
     def mail_handler(self) -> Batch:

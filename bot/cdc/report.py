@@ -6,7 +6,8 @@ no network). `import_report` applies it to the batch it names (idFlux, else nomF
 accepted passages become ok — « … existe déjà en base » too, the CDC already has them —,
 refused ones ko with the CDC's message, and identifiers that are not in the batch are
 reported, never applied. Channels (an email attachment, a Slack file) call `import_report`
-with the file's bytes, like `cordee deposit report` does.
+with the file's bytes, like `cordee deposit report` does; a report that comes by email is
+matched by its idFlux alone (see import_report_mail).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import email
 import io
 import re
 import unicodedata
+import uuid
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
@@ -201,16 +203,18 @@ async def import_report(
     *,
     actor: str,
     certifier_id: int | None = None,
+    by_id_flux_only: bool = False,
 ) -> ImportOutcome:
     """Apply a processing report (the file's bytes) to its batch, in one transaction.
 
-    `certifier_id`, when given, restricts the batches searched to that certifier's. Raises
+    `certifier_id`, when given, restricts the batches searched to that certifier's;
+    `by_id_flux_only` accepts no other way to name the batch than its idFlux. Raises
     ReportUnreadable (unsafe or not a report), NotFound (no batch matches) or Conflict (the
     batch was cancelled or rejected).
     """
     parsed = parse_report(data)
     outcome = await services.db.run(
-        lambda session: _apply(session, services, parsed, actor, certifier_id)
+        lambda session: _apply(session, services, parsed, actor, certifier_id, by_id_flux_only)
     )
     await services.engine.deliver()
     return outcome
@@ -222,8 +226,16 @@ def _apply(
     parsed: ParsedReport,
     actor: str,
     certifier_id: int | None,
+    by_id_flux_only: bool = False,
 ) -> ImportOutcome:
     wanted = parsed.id_flux or parsed.file_name
+    if by_id_flux_only:
+        wanted = _canonical_uuid(parsed.id_flux)
+        if wanted is None:
+            raise ReportUnreadable(
+                "le rapport reçu par courriel ne donne pas l'idFlux du fichier déposé : "
+                "importez-le avec « cordee deposit report FICHIER.xml »."
+            )
     if not wanted:
         raise ReportUnreadable(
             "le rapport ne donne ni idFlux ni nomFichier : impossible de savoir quel fichier il "
@@ -370,11 +382,47 @@ def xml_attachments(raw: bytes) -> list[tuple[str, bytes]]:
     return found
 
 
-async def import_report_mail(
-    services: SyncServices, raw: bytes, *, certifier_id: int | None = None
-) -> list[ImportOutcome]:
-    """Import every processing report attached to an email (the mail intake's hook)."""
+_XML_HINT = re.compile(rb"xml", re.I)
+
+
+def attached_reports(raw: bytes) -> list[bytes]:
+    """The CDC processing reports attached to an email; other attachments are left out."""
+    if _XML_HINT.search(raw) is None:  # most mails: no XML part, no second parse
+        return []
+    return [data for _, data in xml_attachments(raw) if _is_report(data)]
+
+
+def _is_report(data: bytes) -> bool:
+    """Whether the root element is a `rapport` (read no further, resolve nothing)."""
+    try:
+        for _, element in etree.iterparse(
+            io.BytesIO(data[: 1 << 20]),
+            events=("start",),
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+        ):
+            return _local(element) == "rapport"
+    except etree.XMLSyntaxError:
+        return False
+    return False
+
+
+def _canonical_uuid(text: str | None) -> str | None:
+    try:
+        return str(uuid.UUID(text or ""))
+    except ValueError:
+        return None
+
+
+async def import_report_mail(services: SyncServices, reports: list[bytes]) -> list[ImportOutcome]:
+    """Import the processing reports attached to an email (see attached_reports).
+
+    Nobody signs in to send an email: a report is matched by its idFlux alone, the random
+    UUID that Cordée wrote in the deposited file, which only the certifier and the CDC know.
+    A file name or a batch reference, easier to guess, is not accepted here.
+    """
     return [
-        await import_report(services, data, actor="cdc:mail", certifier_id=certifier_id)
-        for _, data in xml_attachments(raw)
+        await import_report(services, data, actor="cdc:mail", by_id_flux_only=True)
+        for data in reports
     ]

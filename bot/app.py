@@ -6,11 +6,13 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from bot.cdc.reminders import ReminderScheduler
-from bot.cdc.report import attached_reports, import_report_mail
+from bot.cdc.report import ImportOutcome, attached_reports, import_report, import_report_mail
 from bot.channels.base import Channel
 from bot.channels.console import ConsoleChannel
 from bot.channels.imap_inbox import ImapInbox
@@ -31,6 +33,12 @@ from bot.store.db import Database, head_revision
 from bot.sync.schedule import SyncScheduler
 from bot.sync.services import SyncServices
 from workflows import build_registry
+
+if TYPE_CHECKING:  # Slack's SDK is imported only when Slack is set up
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from bot.slack.app import SlackBot
 
 log = logging.getLogger("cordee.app")
 
@@ -54,6 +62,9 @@ class App:
     # CDC deposit deadline reminders (APScheduler, persistent job store); started by serve().
     deposit_reminders: ReminderScheduler | None = None
     runners: list[web.AppRunner] = field(default_factory=list)
+    # Slack, when CORDEE_SLACK_BOT_TOKEN and CORDEE_SLACK_SIGNING_SECRET are set.
+    slack: SlackBot | None = None
+    socket_mode: AsyncSocketModeHandler | None = None
 
     def link_lifetime(self, action: str) -> timedelta:
         """Decision links live as long as the request; the manage link much longer."""
@@ -104,6 +115,14 @@ class App:
         self.runners.append(runner)
         for channel in self.channels.values():
             await channel.start(self._ignore_inbound)
+        if self.slack is not None and self.settings.slack_app_token is not None:
+            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+            # Socket Mode: Slack's requests come over a WebSocket, no public URL needed.
+            self.socket_mode = AsyncSocketModeHandler(
+                self.slack.bolt, self.settings.slack_app_token.get_secret_value()
+            )
+            await self.socket_mode.connect_async()  # type: ignore[no-untyped-call]
         if scheduler:
             self.scheduler.start()
             self.sync_scheduler = SyncScheduler(SyncServices.of(self))
@@ -170,8 +189,13 @@ class App:
         return Batch(self.handle_mails)
 
     async def close(self) -> None:
+        if self.socket_mode is not None:
+            await self.socket_mode.close_async()  # type: ignore[no-untyped-call]
+            self.socket_mode = None
         if self.inbox is not None:
             await self.inbox.stop()
+        if self.slack is not None:
+            await self.slack.settle()
         await self.scheduler.stop()
         if self.sync_scheduler is not None:
             await self.sync_scheduler.stop()
@@ -197,8 +221,18 @@ def build_app(
     renderer = default_renderer()
     clock = clock or SystemClock()
     links = LinkSigner(settings.secret_key.get_secret_value(), settings.effective_public_url, clock)
-    if channels is None:
-        channels = {"mail": _mail_channel(settings), "staff": ConsoleChannel()}
+    slack_client_ = _slack_client(settings)
+    # What is not given (tests, benchmarks) comes from the settings.
+    channels = dict(channels or {})
+    if "mail" not in channels:
+        channels["mail"] = _mail_channel(settings)
+    if "staff" not in channels:
+        staff: Channel = ConsoleChannel()
+        if slack_client_ is not None:
+            from bot.channels.slack import SlackChannel
+
+            staff = SlackChannel(slack_client_, partial(_linked_channels, db), fallback=staff)
+        channels["staff"] = staff
     engine = Engine(
         db=db,
         workflows=build_registry(settings),
@@ -211,7 +245,17 @@ def build_app(
             settings.secret_key.get_secret_value(), settings.effective_reply_domain
         ),
     )
-    return App(
+    slack = None
+    if slack_client_ is not None and settings.slack_signing_secret is not None:
+        from bot.slack.app import SlackBot
+
+        slack = SlackBot(
+            engine,
+            slack_client_,
+            settings.slack_signing_secret.get_secret_value(),
+            language=settings.language,
+        )
+    app = App(
         settings=settings,
         db=db,
         engine=engine,
@@ -220,7 +264,33 @@ def build_app(
         channels=channels,
         scheduler=Scheduler(engine, settings.tick_seconds),
         inbox=_inbox(settings, db),
+        slack=slack,
     )
+    if slack is not None:
+        slack.reports = partial(_import_shared_report, app)
+    return app
+
+
+async def _import_shared_report(
+    app: App, data: bytes, certifier_id: int, actor: str
+) -> ImportOutcome:
+    """A processing report shared in a linked Slack channel, for that channel's certifier."""
+    return await import_report(SyncServices.of(app), data, actor=actor, certifier_id=certifier_id)
+
+
+def _slack_client(settings: Settings) -> AsyncWebClient | None:
+    """The Slack Web API client when Slack is set up (bot token and signing secret)."""
+    if settings.slack_bot_token is None or settings.slack_signing_secret is None:
+        return None
+    from bot.slack.app import slack_client
+
+    return slack_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
+
+
+async def _linked_channels(db: Database, certifier_id: int) -> list[str]:
+    from bot.slack.tenancy import channels_of
+
+    return await db.run(lambda session: channels_of(session, certifier_id))
 
 
 def _mail_channel(settings: Settings) -> Channel:

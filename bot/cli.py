@@ -897,3 +897,8 @@ from bot.cdc.deposit_cli import build_command, deposit_group, set_result_command
 xml_group.add_command(build_command)
 folders_group.add_command(set_result_command)
 cli.add_command(deposit_group)
+
+# Slack (issue 4): `cordee slack link|list`.
+from bot.slack.cli import slack_group  # noqa: E402
+
+cli.add_command(slack_group)

@@ -99,6 +99,19 @@ class Settings(BaseModel):
     imap_poll_seconds: float = Field(
         30.0, gt=0, le=3600, description="un nombre de secondes entre 0 et 3600"
     )
+    slack_bot_token: SecretStr | None = Field(
+        None, description="le jeton du bot Slack, xoxb-… (absent : notifications sur la console)"
+    )
+    slack_signing_secret: SecretStr | None = Field(
+        None, description="le secret de signature de l'application Slack"
+    )
+    slack_app_token: SecretStr | None = Field(
+        None, description="le jeton d'application Slack, xapp-… (pour le mode Socket)"
+    )
+    slack_api_url: str = Field(
+        "https://slack.com/api/",
+        description="l'adresse de l'API Web de Slack, terminée par /",
+    )
     language: Literal["fr", "en"] = Field("fr", description="fr ou en")
     access_request_reminder_days: tuple[int, ...] = Field(
         (3, 7), description="des nombres de jours séparés par des virgules, par ex. 3,7"
@@ -122,6 +135,14 @@ class Settings(BaseModel):
     def _check_days(cls, value: tuple[int, ...]) -> tuple[int, ...]:
         if any(day < 1 for day in value) or list(value) != sorted(set(value)):
             raise ValueError("days must be positive and increasing")
+        return value
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _check_slack_api_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or not value.endswith("/"):
+            raise ValueError("not an http(s) URL ending with /")
         return value
 
     @field_validator("database_url")

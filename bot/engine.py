@@ -662,6 +662,7 @@ class Engine:
             "subject": rendered.subject,
             "body_text": rendered.text,
             "body_html": rendered.html,
+            "body_blocks": rendered.blocks,
             "message_id": new_message_id(self.message_domain),
             "reply_to": reply_to,
             "status": "pending",
@@ -943,6 +944,7 @@ def _outbound(row: OutboxMessage) -> Outbound:
         certifier_id=row.certifier_id,
         created_at=row.created_at,
         reply_to=row.reply_to,
+        blocks=row.body_blocks,
     )
 
 

@@ -22,6 +22,8 @@ class Outbound:
     certifier_id: int
     created_at: datetime
     reply_to: str | None = None
+    # Block Kit JSON for Slack (the text stays the fallback), when the message has some.
+    blocks: str | None = None
 
 
 @dataclass(frozen=True)

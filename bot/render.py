@@ -34,6 +34,8 @@ class RenderedMessage:
     subject: str
     text: str
     html: str
+    # Block Kit JSON, from `<message>.slack.j2` when the message has one (staff notices).
+    blocks: str | None = None
 
 
 def format_date(instant: datetime, language: str = "fr") -> str:
@@ -48,6 +50,11 @@ def format_datetime(instant: datetime, language: str = "fr") -> str:
     local = paris(instant)
     joiner = " à " if language == "fr" else " at "
     return format_date(instant, language) + joiner + local.strftime("%H:%M")
+
+
+def escape_mrkdwn(text: str) -> str:
+    """Text shown as is in Slack: &, < and > are control characters of its mrkdwn."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 class Renderer:
@@ -65,20 +72,24 @@ class Renderer:
         )
         self.env.filters["date"] = format_date
         self.env.filters["datetime"] = format_datetime
-        self._messages: dict[tuple[str, str], tuple[Template, Template, Template]] = {}
+        self.env.filters["mrkdwn"] = escape_mrkdwn
+        self._messages: dict[
+            tuple[str, str], tuple[Template, Template, Template, Template | None]
+        ] = {}
 
     def message(self, template: str, language: str, context: Mapping[str, Any]) -> RenderedMessage:
         """Render `<workflow>/<message>` in `language` as a subject/text/HTML triple."""
-        subject, text, html = self._message_templates(template, language)
+        subject, text, html, blocks = self._message_templates(template, language)
         return RenderedMessage(
             subject=" ".join(subject.render(context).split()),
             text=text.render(context),
             html=html.render(context),
+            blocks=blocks.render(context) if blocks is not None else None,
         )
 
     def _message_templates(
         self, template: str, language: str
-    ) -> tuple[Template, Template, Template]:
+    ) -> tuple[Template, Template, Template, Template | None]:
         key = (template, language)
         found = self._messages.get(key)
         if found is None:
@@ -86,8 +97,14 @@ class Renderer:
             subject, text, html = (
                 self.env.get_template(f"{base}.{part}.j2") for part in MESSAGE_PARTS
             )
-            found = self._messages[key] = (subject, text, html)
+            slack = f"{base}.slack.j2"
+            blocks = self.env.get_template(slack) if (self.directory / slack).is_file() else None
+            found = self._messages[key] = (subject, text, html, blocks)
         return found
+
+    def slack(self, name: str, language: str, context: Mapping[str, Any]) -> str:
+        """A Slack message, `<language>/slack/<name>.j2`: mrkdwn text, or Block Kit JSON."""
+        return self.env.get_template(f"{language}/slack/{name}.j2").render(context)
 
     def page(self, name: str, language: str, context: Mapping[str, Any]) -> str:
         return self.env.get_template(f"pages/{language}/{name}.html.j2").render(context)

@@ -389,11 +389,14 @@ def attached_reports(raw: bytes) -> list[bytes]:
     """The CDC processing reports attached to an email; other attachments are left out."""
     if _XML_HINT.search(raw) is None:  # most mails: no XML part, no second parse
         return []
-    return [data for _, data in xml_attachments(raw) if _is_report(data)]
+    return [data for _, data in xml_attachments(raw) if is_report(data)]
 
 
-def _is_report(data: bytes) -> bool:
-    """Whether the root element is a `rapport` (read no further, resolve nothing)."""
+def is_report(data: bytes) -> bool:
+    """Whether the root element is a `rapport` (read no further, resolve nothing).
+
+    Enough of the file to reach the root element will do: the rest is not read.
+    """
     try:
         for _, element in etree.iterparse(
             io.BytesIO(data[: 1 << 20]),

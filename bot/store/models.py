@@ -238,6 +238,8 @@ class OutboxMessage(Base):
     subject: Mapped[str] = mapped_column(String(998))
     body_text: Mapped[str] = mapped_column(Text)
     body_html: Mapped[str] = mapped_column(Text)
+    # Block Kit JSON for a Slack notification, when the message has a Slack template.
+    body_blocks: Mapped[str | None] = mapped_column(Text)
     message_id: Mapped[str] = mapped_column(String(255), unique=True)
     # reply+<token>@<reply domain> on mail to a partner contact: routes their reply back here.
     reply_to: Mapped[str | None] = mapped_column(String(320))
@@ -249,6 +251,27 @@ class OutboxMessage(Base):
     sent_at: Mapped[datetime | None]
 
     __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+
+class SlackChannelLink(Base):
+    """A Slack channel whose members act for one certifier (cordee slack link)."""
+
+    __tablename__ = "slack_channel"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    certifier_id: Mapped[int] = mapped_column(ForeignKey("certifier.id"), index=True)
+    channel_id: Mapped[str] = mapped_column(String(32), unique=True)
+    linked_at: Mapped[datetime]
+
+
+class SlackEvent(Base):
+    """A Slack event or button press already handled: Slack's retries change nothing."""
+
+    __tablename__ = "slack_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_key: Mapped[str] = mapped_column(String(255), unique=True)
+    received_at: Mapped[datetime]
 
 
 class MailboxCursor(Base):

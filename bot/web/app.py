@@ -71,6 +71,8 @@ def make_web_app(app: App) -> web.Application:
     from bot.web.sharing import add_sharing_routes  # it builds on this module's helpers
 
     add_sharing_routes(web_app)
+    if app.slack is not None:
+        web_app.router.add_post("/slack/events", app.slack.handle)
     web_app.on_response_prepare.append(secure_headers)
     return web_app
 

@@ -1,0 +1,1 @@
+"""Slack edge: Bolt app, slash command, buttons, file validation."""

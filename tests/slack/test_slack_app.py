@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -9,18 +10,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import select
 
+from bot.app import build_app
 from bot.cdc.passages import deposit_status
 from bot.channels.memory import MemoryChannel
 from bot.clock import FrozenClock
+from bot.config import Settings
+from bot.slack.tenancy import link_channel
 from bot.store.models import OutboxMessage
 from tests.cdc.conftest import DATA
 from tests.cdc.test_report_mail import deposited_batch
 from tests.slack.conftest import CHANNEL, MEMBER, STRANGER, SlackSide
-from tests.support.builders import ORGANISATION_SIRET
+from tests.support.builders import ORGANISATION_SIRET, seed_partnership
 from tests.support.cdc_deposit import report_xml
 from tests.support.fake_slack import (
+    APP_TOKEN,
     FakeSlack,
     SharedFile,
     action_body,
@@ -224,3 +230,42 @@ async def test_a_processing_report_shared_in_the_channel_is_imported_for_its_cer
     assert "importé" in answers["1700000200.000000"]
     assert "n'a pas été importé" in answers["1700000200.000001"]
     assert fake_slack.calls_to("files.completeUploadExternal") == []  # not checked as a deposit
+
+
+async def test_socket_mode_takes_slacks_requests_over_a_websocket(
+    slack_settings: Settings, clock: FrozenClock, fake_slack: FakeSlack, mail: MemoryChannel
+) -> None:
+    envelope_payload = {
+        "command": "/cordee",
+        "text": f"demande-acces {ORGANISATION_SIRET}",
+        "user_id": MEMBER,
+        "team_id": "T0CORDEE",
+        "channel_id": CHANNEL,
+        "response_url": fake_slack.response_url(),
+        "trigger_id": "1337.42.abcd",
+    }
+    fake_slack.envelopes.append(
+        {
+            "envelope_id": "env-0001",
+            "type": "slash_commands",
+            "payload": envelope_payload,
+            "accepts_response_payload": True,
+        }
+    )
+    settings = slack_settings.model_copy(update={"slack_app_token": SecretStr(APP_TOKEN)})
+    app = build_app(settings, clock=clock, channels={"mail": mail})
+    try:
+        seed = seed_partnership(app.db, now=clock.now())
+        app.db.run_sync(lambda s: link_channel(s, str(seed.certifier_id), CHANNEL, clock.now()))
+        await app.serve(host="127.0.0.1", port=0, scheduler=False)
+        assert app.slack is not None
+        for _ in range(100):  # the WebSocket round trip, then the work after the ack
+            await app.slack.settle()
+            if fake_slack.responses:
+                break
+            await asyncio.sleep(0.05)
+        assert [ack["envelope_id"] for ack in fake_slack.socket_acks] == ["env-0001"]
+        assert fake_slack.responses[-1]["response_type"] == "in_channel"
+        assert [m.recipient for m in mail.sent] == [seed.contact_email]
+    finally:
+        await app.close()

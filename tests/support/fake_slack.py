@@ -8,6 +8,9 @@ at `GET /files/<id>` to the bot token only; the external upload URL of
 Faults a test can queue: `fail_next(method, error)` (an `ok: false` answer), and
 `rate_limit_next(method, retry_after)` (HTTP 429 with Retry-After, as Slack does).
 
+Socket Mode: `apps.connections.open` (with the app token) points at `GET /socket`, a WebSocket
+that says hello, sends the queued `envelopes` and records the client's acknowledgements.
+
 Also `signed_headers` and the `*_body` builders: requests to our `/slack/events` signed exactly
 as Slack signs them, with the SDK's SignatureVerifier.
 """
@@ -21,13 +24,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 from slack_sdk.signature import SignatureVerifier
 
 BOT_TOKEN = "xoxb-test-0000000000-cordee"
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 TEAM_ID = "T0CORDEE"
 BOT_USER = "U0CORDEEBOT"
+APP_TOKEN = "xapp-1-A0CORDEE-0000-socket"
 
 
 @dataclass
@@ -62,6 +66,9 @@ class FakeSlack:
     uploads: dict[str, bytes] = field(default_factory=dict)
     responses: list[dict[str, Any]] = field(default_factory=list)
     downloads: list[str] = field(default_factory=list)
+    # Socket Mode: envelopes sent once a client connects, and the acknowledgements it sent.
+    envelopes: list[dict[str, Any]] = field(default_factory=list)
+    socket_acks: list[dict[str, Any]] = field(default_factory=list)
     base_url: str = ""
     _faults: dict[str, deque[tuple[str, int, float]]] = field(
         default_factory=lambda: defaultdict(deque)
@@ -78,6 +85,7 @@ class FakeSlack:
         app.router.add_get("/files/{file_id}", self._download)
         app.router.add_post("/upload/{file_id}", self._upload)
         app.router.add_post("/respond/{number}", self._respond)
+        app.router.add_get("/socket", self._socket)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -123,6 +131,11 @@ class FakeSlack:
             error, status, retry_after = faults.popleft()
             headers = {"Retry-After": f"{retry_after:g}"} if status == 429 else {}
             return web.json_response({"ok": False, "error": error}, status=status, headers=headers)
+        if method == "apps.connections.open":
+            if request.headers.get("Authorization") != f"Bearer {APP_TOKEN}":
+                return web.json_response({"ok": False, "error": "invalid_auth"})
+            socket_url = self.base_url.replace("http://", "ws://") + "/socket"
+            return web.json_response({"ok": True, "url": socket_url})
         if request.headers.get("Authorization") != f"Bearer {self.token}":
             return web.json_response({"ok": False, "error": "invalid_auth"})
         return web.json_response(self._answer(method, body))
@@ -189,6 +202,18 @@ class FakeSlack:
         else:
             self.uploads[file_id] = await request.read()
         return web.Response(text=f"OK - {len(self.uploads[file_id])}")
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        """Socket Mode: hello, then the queued envelopes; acknowledgements are recorded."""
+        socket = web.WebSocketResponse(autoping=True)
+        await socket.prepare(request)
+        await socket.send_json({"type": "hello", "num_connections": 1})
+        for envelope in self.envelopes:
+            await socket.send_json(envelope)
+        async for message in socket:
+            if message.type == WSMsgType.TEXT:
+                self.socket_acks.append(json.loads(message.data))
+        return socket
 
     async def _respond(self, request: web.Request) -> web.Response:
         self.responses.append(await request.json())

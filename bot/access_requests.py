@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import cast
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -187,7 +188,7 @@ def list_requests(
         RequestRow(
             id=instance.id,
             reference=instance.public_id,
-            certifier_id=instance.certifier_id,
+            certifier_id=cast(int, instance.certifier_id),  # joined with its certifier
             certifier_name=certifier_name,
             organisation_name=str(instance.data["organisation_name"]),
             organisation_siret=str(instance.data["organisation_siret"]),

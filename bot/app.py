@@ -32,7 +32,8 @@ from bot.scheduler import Scheduler
 from bot.store.db import Database, head_revision
 from bot.sync.schedule import SyncScheduler
 from bot.sync.services import SyncServices
-from workflows import build_registry
+from bot.trainers import invitation_context
+from workflows import build_registry, trainer_invitation
 
 if TYPE_CHECKING:  # Slack's SDK is imported only when Slack is set up
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -244,6 +245,7 @@ def build_app(
         reply_addresses=ReplyAddresses(
             settings.secret_key.get_secret_value(), settings.effective_reply_domain
         ),
+        extra_context={trainer_invitation.NAME: invitation_context(links)},
     )
     slack = None
     if slack_client_ is not None and settings.slack_signing_secret is not None:

@@ -78,9 +78,11 @@ RECORD_SENT = (
 class StartSpec:
     """What a workflow instance starts with, computed inside the starting transaction."""
 
-    certifier_id: int
+    certifier_id: int | None
     data: dict[str, Any]
     partnership_id: int | None = None
+    # The tenant when it is a training organisation (trainer invitations).
+    organisation_id: int | None = None
     # At most one live instance per key (e.g. one open access request per partnership).
     active_key: str | None = None
 
@@ -114,6 +116,7 @@ class Engine:
         clock: Clock,
         message_domain: str,
         reply_addresses: ReplyAddresses | None = None,
+        extra_context: Mapping[str, Callable[[WorkflowInstance], dict[str, Any]]] | None = None,
     ) -> None:
         self.db = db
         self.workflows = workflows
@@ -123,6 +126,8 @@ class Engine:
         self.clock = clock
         self.message_domain = message_domain
         self.reply_addresses = reply_addresses
+        # Per workflow: more for its templates (the trainer invitation's single-use link).
+        self.extra_context = dict(extra_context or {})
 
     def workflow(self, name: str) -> Workflow:
         try:
@@ -296,6 +301,7 @@ class Engine:
             public_id=self._new_reference(session, workflow),
             workflow=workflow.name,
             certifier_id=spec.certifier_id,
+            organisation_id=spec.organisation_id,
             partnership_id=spec.partnership_id,
             state=workflow.initial,
             active_key=spec.active_key,
@@ -586,6 +592,22 @@ class Engine:
                 # A colleague of the contact: same organisation, so the contact's language.
                 return Recipient("mail", reply_sender, contact.language, "")
             return Recipient("mail", contact.email, contact.language, contact.name)
+        if role is Role.TRAINER:
+            data = instance.data
+            return Recipient(
+                "mail", str(data["email"]), str(data.get("language", "fr")), str(data["first_name"])
+            )
+        if role is Role.INVITER_STAFF and instance.certifier_id is None:
+            # A training organisation invited: its contact hears of it by email.
+            contact = session.scalar(
+                select(Contact)
+                .where(Contact.organisation_id == instance.organisation_id)
+                .order_by(Contact.id)
+                .limit(1)
+            )
+            if contact is None:
+                raise NotFound("l'organisme n'a pas de contact à prévenir")
+            return Recipient("mail", contact.email, contact.language, contact.name)
         certifier = session.get(Certifier, instance.certifier_id)
         if certifier is None:
             raise NotFound("certificateur introuvable")
@@ -609,7 +631,7 @@ class Engine:
             "deadline": _deadline(workflow, instance),
             "now": now,
             "public_url": self.links.public_url,
-        }
+        } | (extra(instance) if (extra := self.extra_context.get(instance.workflow)) else {})
 
     def _links(self, workflow: Workflow, instance: WorkflowInstance) -> dict[str, str]:
         return {
@@ -653,6 +675,7 @@ class Engine:
         return {
             "idempotency_key": key,
             "certifier_id": instance.certifier_id,
+            "organisation_id": instance.organisation_id,
             "instance_id": instance.id,
             "channel": recipient.channel,
             "role": role.value,

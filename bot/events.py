@@ -19,7 +19,7 @@ class Outbound:
     html: str
     message_id: str
     idempotency_key: str
-    certifier_id: int
+    certifier_id: int | None
     created_at: datetime
     reply_to: str | None = None
     # Block Kit JSON for Slack (the text stays the fallback), when the message has some.
@@ -59,7 +59,7 @@ class InstanceView:
     id: int
     public_id: str
     workflow: str
-    certifier_id: int
+    certifier_id: int | None
     partnership_id: int | None
     state: str
     data: dict[str, Any]

@@ -20,6 +20,10 @@ class Role(StrEnum):
     # Whoever wrote the mail being handled, when it is not the invited contact; the address
     # comes with the event and is never stored on the instance.
     REPLY_SENDER = "reply_sender"
+    # A trainer invited to an organisation's space (the address is in the instance data).
+    TRAINER = "trainer"
+    # Whoever invited the trainer: the certifier's staff, or the training organisation's contact.
+    INVITER_STAFF = "inviter_staff"
 
 
 @dataclass(frozen=True)

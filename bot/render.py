@@ -11,6 +11,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, select_autoescape
 
+from bot import invitation_text
 from bot.clock import paris
 from bot.resources import templates_dir
 
@@ -73,6 +74,8 @@ class Renderer:
         self.env.filters["date"] = format_date
         self.env.filters["datetime"] = format_datetime
         self.env.filters["mrkdwn"] = escape_mrkdwn
+        # An inviter's own invitation text: its allowed tags filled in, nothing else read.
+        self.env.filters["invitation_tags"] = invitation_text.fill
         self._messages: dict[
             tuple[str, str], tuple[Template, Template, Template, Template | None]
         ] = {}

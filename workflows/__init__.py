@@ -7,7 +7,14 @@ from datetime import timedelta
 
 from bot.config import Settings
 from bot.fsm import Workflow
-from workflows import access_request, cdc_batch, cdc_deposit, certification_folder, partner_sync
+from workflows import (
+    access_request,
+    cdc_batch,
+    cdc_deposit,
+    certification_folder,
+    partner_sync,
+    trainer_invitation,
+)
 
 
 def build_registry(settings: Settings) -> Mapping[str, Workflow]:
@@ -22,6 +29,7 @@ def build_registry(settings: Settings) -> Mapping[str, Workflow]:
         partner_sync.NAME: partner_sync.WORKFLOW,
         cdc_batch.NAME: cdc_batch.WORKFLOW,
         cdc_deposit.NAME: cdc_deposit.WORKFLOW,
+        trainer_invitation.NAME: trainer_invitation.WORKFLOW,
     }
 
 
@@ -31,4 +39,5 @@ DEFAULT_WORKFLOWS: Mapping[str, Workflow] = {
     partner_sync.NAME: partner_sync.WORKFLOW,
     cdc_batch.NAME: cdc_batch.WORKFLOW,
     cdc_deposit.NAME: cdc_deposit.WORKFLOW,
+    trainer_invitation.NAME: trainer_invitation.WORKFLOW,
 }

@@ -52,7 +52,8 @@ class SlackChannel:
         self.fallback = fallback
 
     async def send(self, outbound: Outbound) -> Receipt:
-        channels = await self.channels_for(outbound.certifier_id)
+        certifier_id = outbound.certifier_id
+        channels = await self.channels_for(certifier_id) if certifier_id is not None else []
         if not channels:
             if self.fallback is not None:
                 return await self.fallback.send(outbound)

@@ -190,7 +190,9 @@ class WorkflowInstance(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     public_id: Mapped[str] = mapped_column(String(32), unique=True)
     workflow: Mapped[str] = mapped_column(String(64))
-    certifier_id: Mapped[int] = mapped_column(ForeignKey("certifier.id"), index=True)
+    # The tenant: a certifier, or (trainer invitations) a training organisation.
+    certifier_id: Mapped[int | None] = mapped_column(ForeignKey("certifier.id"), index=True)
+    organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisation.id"), index=True)
     partnership_id: Mapped[int | None] = mapped_column(ForeignKey("partnership.id"))
     state: Mapped[str] = mapped_column(String(32))
     version: Mapped[int] = mapped_column(Integer)
@@ -228,7 +230,8 @@ class OutboxMessage(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
-    certifier_id: Mapped[int] = mapped_column(ForeignKey("certifier.id"), index=True)
+    certifier_id: Mapped[int | None] = mapped_column(ForeignKey("certifier.id"), index=True)
+    organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisation.id"))
     instance_id: Mapped[int | None] = mapped_column(ForeignKey("workflow_instance.id"))
     channel: Mapped[str] = mapped_column(String(16))
     role: Mapped[str] = mapped_column(String(32))
@@ -476,3 +479,128 @@ class CdcPassage(Base):
 # The deposit reminders' APScheduler job store: its own table, so that the partner sync's
 # scheduler (which loads every job of `apscheduler_jobs`) never runs them too.
 cdc_scheduler_jobs = _job_store_table("apscheduler_cdc_jobs")
+
+
+# ------------------------------------------------------------------ trainers
+
+
+class TrainerAccount(Base):
+    """One person who trains, whatever the organisations: their login is their own email."""
+
+    __tablename__ = "trainer_account"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    first_name: Mapped[str] = mapped_column(String(100), default="")
+    last_name: Mapped[str] = mapped_column(String(100), default="")
+    phone: Mapped[str] = mapped_column(String(32), default="")
+    language: Mapped[str] = mapped_column(String(2), default="fr")
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Trainer(Base):
+    """A trainer as one inviter (organisation or certifier) knows them; linked to an account
+    once they accept. The inviter's email may change without touching the account's login."""
+
+    __tablename__ = "trainer"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # « org:<id> » or « cert:<id> »: who invited; with the email, one row per trainer there.
+    inviter_key: Mapped[str] = mapped_column(String(32), index=True)
+    organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisation.id"))
+    certifier_id: Mapped[int | None] = mapped_column(ForeignKey("certifier.id"))
+    email: Mapped[str] = mapped_column(String(320))
+    first_name: Mapped[str] = mapped_column(String(100), default="")
+    last_name: Mapped[str] = mapped_column(String(100), default="")
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("trainer_account.id"), index=True)
+    created_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("inviter_key", "email"),)
+
+
+class TrainerToken(Base):
+    """A single-use sign-in or email-change link; only its hash is kept."""
+
+    __tablename__ = "trainer_token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    purpose: Mapped[str] = mapped_column(String(16))  # login | email
+    account_id: Mapped[int] = mapped_column(ForeignKey("trainer_account.id"), index=True)
+    new_email: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class TrainerSession(Base):
+    """A signed-in browser: the cookie carries a random id, only its hash is stored."""
+
+    __tablename__ = "trainer_session"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("trainer_account.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    # The organisation space being looked at (a Trainer row of this account).
+    trainer_id: Mapped[int | None] = mapped_column(ForeignKey("trainer.id"))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+class TrainerSlot(Base):
+    """A slot an organisation staffed the trainer on (imported from its planning)."""
+
+    __tablename__ = "trainer_slot"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trainer_id: Mapped[int] = mapped_column(ForeignKey("trainer.id"), index=True)
+    action_title: Mapped[str] = mapped_column(String(255))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    room: Mapped[str] = mapped_column(String(255), default="")
+    participants: Mapped[int] = mapped_column(Integer, default=0)
+    imported_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("trainer_id", "starts_at", "action_title"),)
+
+
+class TrainerUnavailability(Base):
+    """A period the trainer declared they cannot teach."""
+
+    __tablename__ = "trainer_unavailability"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("trainer_account.id"), index=True)
+    starts_on: Mapped[date]
+    ends_on: Mapped[date]
+    note: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime]
+
+
+class InvitationText(Base):
+    """An inviter's own invitation text (subject and body with the allowed tags)."""
+
+    __tablename__ = "invitation_text"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    inviter_key: Mapped[str] = mapped_column(String(32))
+    language: Mapped[str] = mapped_column(String(2))
+    subject: Mapped[str] = mapped_column(String(255))
+    body: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("inviter_key", "language"),)
+
+
+class RateLimitHit(Base):
+    """One attempt counted against a limit (sign-in links, new invitation links)."""
+
+    __tablename__ = "rate_limit_hit"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bucket: Mapped[str] = mapped_column(String(255))
+    at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_rate_limit_hit_bucket_at", "bucket", "at"),)

@@ -29,6 +29,7 @@ from bot.store.models import (
     WorkflowInstance,
 )
 from bot.sync.status import list_status
+from bot.trainers import find_inviter, invite
 from workflows.access_request import NAME, Event, State
 
 log = logging.getLogger("cordee.slack.commands")
@@ -87,7 +88,16 @@ class Help:
     unknown: str | None = None
 
 
-Command: TypeAlias = RequestAccess | Status | Remind | Cancel | Validate | Help
+@dataclass(frozen=True)
+class InviteTrainer:
+    """Invite a trainer to the certifier's trainer space: an email, then maybe a name."""
+
+    email: str
+    first_name: str = ""
+    last_name: str = ""
+
+
+Command: TypeAlias = RequestAccess | Status | Remind | Cancel | Validate | Help | InviteTrainer
 
 
 @dataclass(frozen=True)
@@ -109,6 +119,8 @@ _VERBS = {
     "validate": "validate",
     "aide": "help",
     "help": "help",
+    "inviter": "invite",
+    "invite": "invite",
 }
 _DASHES = re.compile(r"[_\u2010-\u2015\u2212]")
 _CODE_PREFIXES = ("RNCP", "RS")
@@ -196,6 +208,12 @@ def parse_command(text: str) -> Command:
         return Validate()
     if verb == "help":
         return Help()
+    if verb == "invite":
+        email = next((w.strip("<>,;") for w in rest if "@" in w), "")
+        # Slack turns a typed address into <mailto:a@b|a@b>: keep the address itself.
+        email = email.removeprefix("mailto:").split("|")[0]
+        names = [w for w in rest if "@" not in w]
+        return InviteTrainer(email, names[0] if names else "", " ".join(names[1:]))
     return Help(unknown=_echo(words[0]))
 
 
@@ -285,12 +303,44 @@ async def run_command(
                 return _answer(engine, "validate", language)
             case Help(unknown=unknown):
                 return _answer(engine, "help", language, unknown=unknown)
+            case InviteTrainer():
+                return await _invite_trainer(engine, certifier_id, user_id, command, language)
             case _:
                 assert_never(command)
     except CordeeError as error:
         # A rule of the store or the workflow said no: the person reads why, nothing changed.
         log.info("slash command %s refused: %s", type(command).__name__, type(error).__name__)
         return _answer(engine, "error", language, message=_echo(str(error), ERROR_LIMIT))
+
+
+# ------------------------------------------------------------ trainers
+
+
+async def _invite_trainer(
+    engine: Engine, certifier_id: int, user_id: str, command: InviteTrainer, language: str
+) -> SlackAnswer:
+    """The certifier invites one of its trainers (jury, assessor) to its trainer space."""
+    if not command.email:
+        return _answer(engine, "missing", language, what="invite")
+    inviter = await engine.db.run(lambda s: find_inviter(s, certifier=str(certifier_id)))
+    result = await invite(
+        engine,
+        inviter,
+        email=command.email,
+        first_name=command.first_name,
+        last_name=command.last_name,
+        actor=f"slack:{user_id}",
+    )
+    return _answer(
+        engine,
+        "invite",
+        language,
+        public=result.outcome == "invited",
+        outcome=result.outcome,
+        email=command.email.lower(),
+        reference=result.reference or "",
+        user=_user(user_id),
+    )
 
 
 # ------------------------------------------------------------ request access

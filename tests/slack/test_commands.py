@@ -591,3 +591,13 @@ async def test_english_answers(app: App, seed: Seed) -> None:
     assert "*Requests awaiting an answer*" in status.text
     done = await run(app, seed.certifier_id, f"cancel {reference}", language="en")
     assert f"<@{USER}> cancelled request `{reference}`" in done.text
+
+
+def test_inviter_reads_the_address_slack_wraps_and_the_names_around_it() -> None:
+    from bot.slack.commands import InviteTrainer
+
+    assert parse_command("inviter <mailto:a@b.fr|a@b.fr> Anne Marie Durand") == InviteTrainer(
+        "a@b.fr", "Anne", "Marie Durand"
+    )
+    assert parse_command("invite a@b.fr") == InviteTrainer("a@b.fr")
+    assert parse_command("Inviter") == InviteTrainer("")

@@ -269,3 +269,21 @@ async def test_socket_mode_takes_slacks_requests_over_a_websocket(
         assert [m.recipient for m in mail.sent] == [seed.contact_email]
     finally:
         await app.close()
+
+
+async def test_inviter_sends_a_trainer_an_invitation_for_the_certifier(
+    slack_side: SlackSide, fake_slack: FakeSlack, mail: MemoryChannel
+) -> None:
+    await slack_side.post(
+        command(fake_slack, "inviter <mailto:anne@exemple.fr|anne@exemple.fr> Anne Durand")
+    )
+    await slack_side.post(command(fake_slack, "inviter anne@exemple.fr"))
+    await slack_side.post(command(fake_slack, "inviter"))
+
+    [invitation] = mail.sent
+    assert invitation.recipient == "anne@exemple.fr"
+    assert "Certif & Co" in invitation.subject
+    sent, again, missing = (r["text"] for r in fake_slack.responses[-3:])
+    assert "a invité anne@exemple.fr" in sent
+    assert "déjà une invitation en cours" in again
+    assert "Indiquez l'adresse électronique du formateur" in missing

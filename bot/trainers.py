@@ -346,7 +346,8 @@ def read_invitation(engine: Engine, session: Session, token: str) -> Invitation:
         first_name=str(data.get("first_name", "")),
         last_name=str(data.get("last_name", "")),
         language=str(data.get("language", "fr")),
-        deadline=instance.due_at if instance.due_event == Event.EXPIRE else None,
+        # As the mails say it: the reminders come first as due timers, the expiry stays fixed.
+        deadline=instance.state_entered_at + expiry if instance.state == State.INVITED else None,
     )
     if instance.state == State.ACCEPTED:
         raise InvitationUnusable("used", "invitation déjà acceptée", invitation)

@@ -71,6 +71,9 @@ def make_web_app(app: App) -> web.Application:
     from bot.web.sharing import add_sharing_routes  # it builds on this module's helpers
 
     add_sharing_routes(web_app)
+    from bot.web.trainers import add_trainer_routes  # same: the trainer space's pages
+
+    add_trainer_routes(web_app)
     if app.slack is not None:
         web_app.router.add_post("/slack/events", app.slack.handle)
     web_app.on_response_prepare.append(secure_headers)

@@ -902,3 +902,8 @@ cli.add_command(deposit_group)
 from bot.slack.cli import slack_group  # noqa: E402
 
 cli.add_command(slack_group)
+
+# Trainers (issue 7): `cordee trainer invite|list|resend|revoke|login-link|template|import-slots`.
+from bot.trainer_cli import trainer_group  # noqa: E402
+
+cli.add_command(trainer_group)

@@ -224,6 +224,7 @@ def test_workflow_diagram_matches_the_committed_file(cordee: Cordee) -> None:
         "cdc_deposit",
         "certification_folder",
         "partner_sync",
+        "trainer_invitation",
     ]
     diagram = cordee("workflows", "show", "access_request", "--mermaid")
     assert diagram.output == mermaid(WORKFLOW)

@@ -234,6 +234,10 @@ def build_app(
 
             staff = SlackChannel(slack_client_, partial(_linked_channels, db), fallback=staff)
         channels["staff"] = staff
+    if "slack_dm" not in channels and slack_client_ is not None:
+        from bot.channels.slack import SlackDirectChannel
+
+        channels["slack_dm"] = SlackDirectChannel(slack_client_)
     engine = Engine(
         db=db,
         workflows=build_registry(settings),

@@ -594,9 +594,10 @@ class Engine:
             return Recipient("mail", contact.email, contact.language, contact.name)
         if role is Role.TRAINER:
             data = instance.data
-            return Recipient(
-                "mail", str(data["email"]), str(data.get("language", "fr")), str(data["first_name"])
-            )
+            language, name = str(data.get("language", "fr")), str(data["first_name"])
+            if data.get("slack_user"):
+                return Recipient("slack_dm", str(data["slack_user"]), language, name)
+            return Recipient("mail", str(data["email"]), language, name)
         if role is Role.INVITER_STAFF and instance.certifier_id is None:
             # A training organisation invited: its contact hears of it by email.
             contact = session.scalar(

@@ -166,14 +166,8 @@ def trainer_invite(
     csv_file: Path | None,
 ) -> None:
     """Invite un formateur (EMAIL) ou tous ceux d'un fichier CSV (--csv) dans l'espace formateur."""
-    if via == "slack":
-        # Cordée knows no Slack identity for trainers yet: a DM would have nobody to go to.
-        _fail(
-            "l'invitation par message Slack n'est pas encore possible pour les formateurs "
-            "(Cordée ne connaît pas leur compte Slack) : invitez-le par courriel, sans --via "
-            "ou avec --via email.",
-            2,
-        )
+    if via == "slack" and csv_file is not None:
+        _fail("--via slack invite un formateur à la fois : retirez --csv.", 2)
     if csv_file is not None:
         if email is not None or first_name or last_name:
             _fail(
@@ -192,6 +186,7 @@ def trainer_invite(
 
     async def work(app: App) -> tuple[InviteResult, datetime | None]:
         inviter = await app.db.run(lambda s: find_inviter(s, org=org, certifier=certifier))
+        slack_user = await _slack_member(app, email) if via == "slack" else None
         result = await invite(
             app.engine,
             inviter,
@@ -200,6 +195,7 @@ def trainer_invite(
             last_name=last_name,
             language=language,
             actor=ACTOR,
+            slack_user=slack_user,
         )
         deadline = None
         if result.outcome == "invited" and result.reference is not None:
@@ -227,6 +223,19 @@ def trainer_invite(
             f"{address} a déjà accepté l'invitation : pas de second compte. Pour qu'il se "
             f"connecte, envoyez-lui un lien : cordee trainer login-link {address} {who}"
         )
+
+
+async def _slack_member(app: App, email: str) -> str:
+    """The trainer's Slack member id, looked up by their address in the workspace."""
+    from bot.errors import ConfigError
+    from bot.slack.tenancy import member_by_email
+
+    if app.slack is None:
+        raise ConfigError(
+            "Slack n'est pas configuré (CORDEE_SLACK_BOT_TOKEN, CORDEE_SLACK_SIGNING_SECRET) : "
+            "invitez par courriel, ou configurez Slack (voir le README)."
+        )
+    return await member_by_email(app.slack.client, email.strip())
 
 
 def _invite_many(

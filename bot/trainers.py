@@ -157,8 +157,13 @@ async def invite(
     last_name: str = "",
     language: str | None = None,
     actor: str,
+    slack_user: str | None = None,
 ) -> InviteResult:
-    """Invite a trainer; an accepted one is not invited again (offer a sign-in link instead)."""
+    """Invite a trainer; an accepted one is not invited again (offer a sign-in link instead).
+
+    With `slack_user` (their member id in the workspace), the invitation and its reminders go
+    to them as a Slack direct message instead of an email.
+    """
     if not email.strip():
         raise InvalidInput("adresse électronique manquante : rien n'a été envoyé.")
     address = check_email(email).lower()
@@ -215,6 +220,7 @@ async def invite(
                 "last_name": trainer.last_name,
                 "language": language or inviter.language,
                 "nonce": secrets.token_urlsafe(12),
+                "slack_user": slack_user,
                 "custom": {"subject": text.subject, "body": text.body} if text else None,
             },
         )

@@ -95,3 +95,35 @@ def default_blocks(outbound: Outbound) -> list[dict[str, Any]]:
     """A notice without a Slack template: its subject in bold, then its text."""
     body = f"*{escape_mrkdwn(outbound.subject)}*\n{escape_mrkdwn(outbound.text.strip())}"
     return [{"type": "section", "text": {"type": "mrkdwn", "text": body[:FALLBACK_LIMIT]}}]
+
+
+class SlackDirectChannel:
+    """Direct messages to one Slack member (a trainer invited through Slack): their id is the
+    recipient. Errors are sorted as for the staff notices."""
+
+    name = "slack_dm"
+
+    def __init__(self, client: AsyncWebClient) -> None:
+        self.client = client
+
+    async def send(self, outbound: Outbound) -> Receipt:
+        text = f"*{escape_mrkdwn(outbound.subject)}*\n\n{escape_mrkdwn(outbound.text.strip())}"
+        try:
+            answer = await self.client.chat_postMessage(
+                channel=outbound.recipient, text=text[:FALLBACK_LIMIT], unfurl_links=False
+            )
+        except SlackApiError as error:
+            code = slack_error(error)
+            log.error("slack: direct message failed: %s", code)
+            if code in FOR_GOOD or code in ("user_not_found", "cannot_dm_bot"):
+                raise DeliveryFailed(f"message Slack impossible à remettre ({code})") from error
+            raise ChannelUnavailable(f"Slack a répondu « {code} »") from error
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise ChannelUnavailable(f"Slack injoignable : {error}") from error
+        return Receipt(self.name, outbound.message_id, str(answer.get("ts")))
+
+    async def start(self, dispatch: Dispatch) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None

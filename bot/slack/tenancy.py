@@ -131,3 +131,23 @@ class Members:
                 "slack: conversations.members failed for %s: %s", channel_id, slack_error(error)
             )
             return frozenset()
+
+
+async def member_by_email(client: AsyncWebClient, email: str) -> str:
+    """The workspace member id of an address (users.lookupByEmail), or InvalidInput saying why."""
+    try:
+        answer = await client.users_lookupByEmail(email=email)
+    except SlackApiError as error:
+        code = slack_error(error)
+        if code == "users_not_found":
+            raise InvalidInput(
+                f"aucun membre de l'espace Slack n'a l'adresse {email} : invitez-le par "
+                "courriel (--via email)."
+            ) from error
+        log.error("slack: users.lookupByEmail failed: %s", code)
+        raise InvalidInput(
+            f"Slack n'a pas pu chercher cette adresse ({code}) : l'application a-t-elle la "
+            "permission users:read.email ? Sinon, invitez par courriel."
+        ) from error
+    user = answer.get("user") or {}
+    return str(user.get("id"))

@@ -152,6 +152,14 @@ class FakeSlack:
             if channel not in self.members:
                 return {"ok": False, "error": "channel_not_found"}
             return {"ok": True, "members": self.members[channel], "response_metadata": {}}
+        if method == "users.lookupByEmail":
+            email = str(body.get("email", "")).lower()
+            found = [u for u in self.users.values() if u.get("profile", {}).get("email") == email]
+            return (
+                {"ok": True, "user": found[0]}
+                if found
+                else {"ok": False, "error": "users_not_found"}
+            )
         if method == "users.info":
             user = self.users.get(str(body.get("user", "")))
             return {"ok": True, "user": user} if user else {"ok": False, "error": "user_not_found"}

@@ -176,8 +176,8 @@ def test_no_email_an_invalid_one_or_slack_sends_nothing(
     assert "invalide" in invalid.stderr
     slack = cordee("trainer", "invite", "paul@example.org", "--org", org, "--via", "slack")
     assert slack.exit_code == 2
-    assert "Slack" in slack.stderr
-    assert "--via email" in slack.stderr
+    assert "Slack n'est pas configuré" in slack.stderr
+    assert "invitez par courriel" in slack.stderr
     neither = cordee("trainer", "invite", "paul@example.org")
     assert neither.exit_code == 2
     assert "--org" in neither.stderr

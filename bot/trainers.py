@@ -85,7 +85,7 @@ def list_trainers(session: Session, inviter: Inviter) -> list[TrainerRow]:
             .order_by(Trainer.last_name, Trainer.email)
         )
     )
-    latest = _latest_instances(session, [t.id for t in trainers])
+    latest = _latest_instances(session, inviter, [t.id for t in trainers])
     rows = []
     for trainer in trainers:
         instance = latest.get(trainer.id)
@@ -104,13 +104,21 @@ def list_trainers(session: Session, inviter: Inviter) -> list[TrainerRow]:
     return rows
 
 
-def _latest_instances(session: Session, trainer_ids: list[int]) -> dict[int, WorkflowInstance]:
+def _latest_instances(
+    session: Session, inviter: Inviter, trainer_ids: list[int]
+) -> dict[int, WorkflowInstance]:
     if not trainer_ids:
         return {}
     found: dict[int, WorkflowInstance] = {}
+    # Only this inviter's invitations: its tenant's rows, never another's.
+    tenant = (
+        WorkflowInstance.organisation_id == inviter.organisation_id
+        if inviter.organisation_id is not None
+        else WorkflowInstance.certifier_id == inviter.certifier_id
+    )
     query = (
         select(WorkflowInstance)
-        .where(WorkflowInstance.workflow == NAME)
+        .where(WorkflowInstance.workflow == NAME, tenant)
         .order_by(WorkflowInstance.id)
     )
     wanted = set(trainer_ids)

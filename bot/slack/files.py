@@ -46,6 +46,7 @@ from bot.cdc.schemas import resolve_schema
 from bot.cdc.validate import validate_file
 from bot.errors import ConfigError
 from bot.render import LANGUAGES, Renderer
+from bot.slack.tenancy import slack_error
 
 log = logging.getLogger("cordee.slack")
 
@@ -66,8 +67,6 @@ _SHOWN_MAX = 500
 """Characters of one value shown in Slack (a finding quotes the file's value, of any length)."""
 _TEXT_MAX = 39_000
 """Slack cuts a message's text beyond 40,000 characters; we cut first, cleanly."""
-_RATE_LIMIT_TRIES = 4
-_RETRY_AFTER_MAX = 60.0
 # No total timeout: 250 Mo on a slow link takes minutes; a stalled read is what must end.
 _TIMEOUT = aiohttp.ClientTimeout(total=None, connect=30, sock_read=120)
 _CSV_FORMULA = ("=", "+", "-", "@", "\t", "\r")
@@ -124,7 +123,7 @@ async def validate_shared_file(
     try:
         info = await _call("files.info", file_id, lambda: client.files_info(file=file_id))
     except SlackApiError as exc:
-        await thread.say("file_inaccessible", problem=_access_problem(_error_code(exc)))
+        await thread.say("file_inaccessible", problem=_access_problem(slack_error(exc)))
         return FileVerdict("unreadable")
     file = info.get("file")
     if not isinstance(file, Mapping):
@@ -303,7 +302,7 @@ async def _upload_report(
             ),
         )
     except (SlackApiError, SlackRequestError) as exc:
-        error = _error_code(exc) if isinstance(exc, SlackApiError) else "upload_failed"
+        error = slack_error(exc) if isinstance(exc, SlackApiError) else "upload_failed"
         if isinstance(exc, SlackRequestError):
             log.warning("slack file %s: CSV report upload failed", thread.file_id)
         await thread.say("file_report_failed", error=_escape(error))
@@ -352,37 +351,16 @@ class _Thread:
 async def _call(
     method: str, file_id: str, send: Callable[[], Awaitable[AsyncSlackResponse]]
 ) -> AsyncSlackResponse:
-    """One Web API call, retried when Slack rate-limits it; failures logged, then raised."""
-    attempt = 1
-    while True:
-        try:
-            return await send()
-        except SlackApiError as exc:
-            code = _error_code(exc)
-            if exc.response.status_code == 429 and attempt < _RATE_LIMIT_TRIES:
-                delay = _retry_after(exc)
-                log.info("slack %s rate limited, retry in %.0f s", method, delay)
-                await asyncio.sleep(delay)
-                attempt += 1
-                continue
-            log.warning("slack %s failed for file %s: %s", method, file_id, code)
-            raise
+    """One Web API call; a failure is logged, then raised.
 
-
-def _error_code(exc: SlackApiError) -> str:
-    error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
-    return str(error) if error else f"http_{exc.response.status_code}"
-
-
-def _retry_after(exc: SlackApiError) -> float:
-    headers = exc.response.headers or {}
-    for key, value in headers.items():
-        if str(key).lower() == "retry-after":
-            try:
-                return min(max(float(value), 0.0), _RETRY_AFTER_MAX)
-            except (TypeError, ValueError):
-                break
-    return 1.0
+    Rate limits are waited out by the client itself (bot.slack.app.slack_client retries after
+    Retry-After), as for every other call Cordée makes to Slack.
+    """
+    try:
+        return await send()
+    except SlackApiError as exc:
+        log.warning("slack %s failed for file %s: %s", method, file_id, slack_error(exc))
+        raise
 
 
 def _access_problem(error: str) -> str:

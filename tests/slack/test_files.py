@@ -21,6 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.cdc import Code, Finding, Outcome, Report, validate_file
 from bot.render import Renderer
 from bot.slack import files as files_module
+from bot.slack.app import slack_client
 from bot.slack.files import CSV_COLUMNS, FileVerdict, report_csv, validate_shared_file
 from tests.support import cdc_factory as factory
 from tests.support.fake_slack import BOT_TOKEN, FakeSlack, SharedFile
@@ -43,7 +44,8 @@ async def fake() -> AsyncIterator[FakeSlack]:
 
 @pytest.fixture
 def client(fake: FakeSlack) -> AsyncWebClient:
-    return AsyncWebClient(token=BOT_TOKEN, base_url=fake.api_url)
+    """The client the app builds: it waits out rate limits itself."""
+    return slack_client(BOT_TOKEN, fake.api_url)
 
 
 @pytest.fixture

@@ -28,6 +28,8 @@ FOR_GOOD = {
     "is_archived": "le canal Slack est archivé",
     "invalid_blocks": "message Slack mal formé",
     "msg_too_long": "message Slack trop long",
+    "user_not_found": "le membre Slack n'existe plus",
+    "cannot_dm_bot": "le destinataire est un bot Slack",
 }
 
 
@@ -63,32 +65,37 @@ class SlackChannel:
             )
         text = f"{outbound.subject}\n\n{outbound.text.strip()}"[:FALLBACK_LIMIT]
         blocks = json.loads(outbound.blocks) if outbound.blocks else default_blocks(outbound)
-        posted = []
-        for channel in channels:
-            posted.append(await self._post(channel, text, blocks))
+        posted = [await post_message(self.client, channel, text, blocks) for channel in channels]
         return Receipt(self.name, outbound.message_id, ", ".join(posted))
-
-    async def _post(self, channel: str, text: str, blocks: list[dict[str, Any]]) -> str:
-        try:
-            answer = await self.client.chat_postMessage(
-                channel=channel, text=text, blocks=blocks, unfurl_links=False, unfurl_media=False
-            )
-        except SlackApiError as error:
-            code = slack_error(error)
-            log.error("slack: chat.postMessage to %s failed: %s", channel, code)
-            if code in FOR_GOOD:
-                raise DeliveryFailed(f"{FOR_GOOD[code]} ({channel})") from error
-            raise ChannelUnavailable(f"Slack a répondu « {code} »") from error
-        except (aiohttp.ClientError, TimeoutError) as error:
-            log.warning("slack: chat.postMessage to %s: Slack unreachable: %s", channel, error)
-            raise ChannelUnavailable(f"Slack injoignable : {error}") from error
-        return f"{channel}@{answer.get('ts')}"
 
     async def start(self, dispatch: Dispatch) -> None:
         return None
 
     async def stop(self) -> None:
         return None
+
+
+async def post_message(
+    client: AsyncWebClient, channel: str, text: str, blocks: list[dict[str, Any]] | None = None
+) -> str:
+    """chat.postMessage, its failures sorted for the outbox; `channel@ts` once posted.
+
+    What only a person can fix (FOR_GOOD) fails the message; anything else, a retry later.
+    """
+    try:
+        answer = await client.chat_postMessage(
+            channel=channel, text=text, blocks=blocks, unfurl_links=False, unfurl_media=False
+        )
+    except SlackApiError as error:
+        code = slack_error(error)
+        log.error("slack: chat.postMessage to %s failed: %s", channel, code)
+        if code in FOR_GOOD:
+            raise DeliveryFailed(f"{FOR_GOOD[code]} ({channel})") from error
+        raise ChannelUnavailable(f"Slack a répondu « {code} »") from error
+    except (aiohttp.ClientError, TimeoutError) as error:
+        log.warning("slack: chat.postMessage to %s: Slack unreachable: %s", channel, error)
+        raise ChannelUnavailable(f"Slack injoignable : {error}") from error
+    return f"{channel}@{answer.get('ts')}"
 
 
 def default_blocks(outbound: Outbound) -> list[dict[str, Any]]:
@@ -99,7 +106,7 @@ def default_blocks(outbound: Outbound) -> list[dict[str, Any]]:
 
 class SlackDirectChannel:
     """Direct messages to one Slack member (a trainer invited through Slack): their id is the
-    recipient. Errors are sorted as for the staff notices."""
+    recipient. Errors are sorted as for the staff notices (post_message)."""
 
     name = "slack_dm"
 
@@ -108,19 +115,8 @@ class SlackDirectChannel:
 
     async def send(self, outbound: Outbound) -> Receipt:
         text = f"*{escape_mrkdwn(outbound.subject)}*\n\n{escape_mrkdwn(outbound.text.strip())}"
-        try:
-            answer = await self.client.chat_postMessage(
-                channel=outbound.recipient, text=text[:FALLBACK_LIMIT], unfurl_links=False
-            )
-        except SlackApiError as error:
-            code = slack_error(error)
-            log.error("slack: direct message failed: %s", code)
-            if code in FOR_GOOD or code in ("user_not_found", "cannot_dm_bot"):
-                raise DeliveryFailed(f"message Slack impossible à remettre ({code})") from error
-            raise ChannelUnavailable(f"Slack a répondu « {code} »") from error
-        except (aiohttp.ClientError, TimeoutError) as error:
-            raise ChannelUnavailable(f"Slack injoignable : {error}") from error
-        return Receipt(self.name, outbound.message_id, str(answer.get("ts")))
+        posted = await post_message(self.client, outbound.recipient, text[:FALLBACK_LIMIT])
+        return Receipt(self.name, outbound.message_id, posted)
 
     async def start(self, dispatch: Dispatch) -> None:
         return None

@@ -3,36 +3,17 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
 from bot.access_requests import send_request
 from bot.app import App
 from bot.channels.memory import MemoryChannel
+from tests.browser.conftest import ARTIFACTS, CHROMIUM_ARGS, PUBLIC_URL
 from tests.support.builders import Seed
 from tests.support.components import chromium_path, require
 
 pytestmark = pytest.mark.browser
-
-PUBLIC_URL = "http://127.0.0.1:8080"  # CORDEE_PUBLIC_URL in the `settings` fixture
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-# Without these, Chromium keeps trying to reach the network.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    """SQLite is enough here: the pages' database behaviour is covered on both backends."""
-    return f"sqlite:///{tmp_path / 'cordee.db'}"
 
 
 async def test_the_contact_authorises_from_the_emailed_link(

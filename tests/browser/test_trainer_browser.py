@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -12,50 +11,14 @@ from sqlalchemy.orm import Session
 from bot.app import App
 from bot.channels.memory import MemoryChannel
 from bot.clock import FrozenClock
-from bot.store.models import Organisation, Trainer, TrainerSlot
-from bot.trainers import INVITATION_PATH, Inviter, find_inviter, invite
-from tests.support.builders import ORGANISATION_SIRET, OTHER_SIRET, Seed, seed_partnership
+from bot.store.models import Trainer, TrainerSlot
+from bot.trainers import INVITATION_PATH, find_inviter, invite
+from tests.browser.conftest import ARTIFACTS, CHROMIUM_ARGS, PUBLIC_URL
+from tests.support.builders import ORGANISATION_SIRET, Seed
 from tests.support.components import chromium_path, require
+from tests.trainers.test_web import second_inviter
 
 pytestmark = pytest.mark.browser
-
-PUBLIC_URL = "http://127.0.0.1:8080"  # CORDEE_PUBLIC_URL in the `settings` fixture
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-# Without these, Chromium keeps trying to reach the network.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    """SQLite is enough here: the pages' database behaviour is covered on both backends."""
-    return f"sqlite:///{tmp_path / 'cordee.db'}"
-
-
-def _second_inviter(app: App, clock: FrozenClock) -> Inviter:
-    other = seed_partnership(
-        app.db,
-        now=clock.now(),
-        certifier_siret=OTHER_SIRET,
-        organisation_siret="35600000000048",
-        contact_email="contact@nord.example",
-    )
-
-    def rename(session: Session) -> Inviter:
-        organisation = session.get(Organisation, other.organisation_id)
-        assert organisation is not None
-        organisation.name = "Atelier Nord"
-        session.flush()
-        return find_inviter(session, org=str(other.organisation_id))
-
-    return app.db.run_sync(rename)
 
 
 def _add_slots(app: App, inviter_key: str, title: str, starts: datetime) -> None:
@@ -98,7 +61,7 @@ async def test_the_trainer_accepts_switches_organisation_and_language(
 
     base = await app.serve(host="127.0.0.1", port=0, scheduler=False)
     south = app.db.run_sync(lambda s: find_inviter(s, org=ORGANISATION_SIRET))
-    north = _second_inviter(app, clock)
+    north = second_inviter(app, clock)
     await invite(app.engine, south, email="marc@example.org", first_name="Marc", actor="staff:cli")
     south_link = _invitation_link(base, mail)
     await invite(app.engine, north, email="marc@example.org", first_name="Marc", actor="staff:cli")

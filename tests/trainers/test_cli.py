@@ -5,46 +5,25 @@ from __future__ import annotations
 import asyncio
 import email
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 from sqlalchemy import select
 
 from bot.app import build_app
-from bot.cli import cli
 from bot.config import load_settings
 from bot.render import format_date
 from bot.store.db import Database
 from bot.store.models import InvitationText, TrainerSlot
 from bot.trainer_slots import parse_when
 from bot.trainers import INVITATION_PATH, accept
+from tests.integration.test_cli import Cordee, cordee, env
 from tests.support.builders import ORGANISATION_SIRET
 
-Cordee = Callable[..., Result]
-
-
-@pytest.fixture
-def env(tmp_path: Path, db_url: str) -> dict[str, str]:
-    return {
-        "CORDEE_DATA_DIR": str(tmp_path / "var"),
-        "CORDEE_DATABASE_URL": db_url,
-        "CORDEE_PUBLIC_URL": "https://cordee.example.fr",
-    }
-
-
-@pytest.fixture
-def cordee(env: dict[str, str]) -> Cordee:
-    runner = CliRunner()
-
-    def run(*args: str) -> Result:
-        return runner.invoke(cli, list(args), env=env, catch_exceptions=False)
-
-    return run
+__all__ = ["cordee", "env"]  # the CLI fixtures, shared with the CLI tests
 
 
 @pytest.fixture
